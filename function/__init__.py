@@ -1,0 +1,1 @@
+"""Serverless OCR function: documents in, structured Markdown + JSON out."""

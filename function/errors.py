@@ -1,0 +1,64 @@
+"""The error vocabulary shared by every room: each error knows its HTTP status and code."""
+
+from __future__ import annotations
+
+
+class OCRError(Exception):
+    """An error a client can act on. `message` is shown to the client as it is."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """True where the same request may succeed later (events: let the broker retry)."""
+        return self.status in (429, 503) or self.status >= 500
+
+
+class BadRequest(OCRError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(OCRError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(OCRError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(OCRError):
+    status, code = 405, "method_not_allowed"
+
+
+class TooLarge(OCRError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedType(OCRError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Undecodable(OCRError):
+    status, code = 422, "undecodable_document"
+
+
+class Busy(OCRError):
+    status, code = 429, "busy"
+
+
+class UpstreamFailed(OCRError):
+    status, code = 502, "upstream_failed"
+
+
+class NotReady(OCRError):
+    status, code = 503, "not_ready"
+
+
+class ConfigError(Exception):
+    """Invalid configuration, raised at start-up; the message names the variable."""

@@ -1,0 +1,89 @@
+"""Request options (form field, JSON field or query parameter), parsed and validated."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from function.errors import BadRequest
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_PAGES_RE = re.compile(r"^\s*\d+\s*(-\s*\d*\s*)?(,\s*\d+\s*(-\s*\d*\s*)?)*$")
+_LANG_RE = re.compile(r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
+
+
+@dataclass(frozen=True)
+class PageSelection:
+    """1-based inclusive ranges; `None` as an end means "to the last page"."""
+
+    ranges: tuple[tuple[int, int | None], ...]
+
+    def __str__(self) -> str:
+        return ",".join(f"{a}" if a == b else f"{a}-{'' if b is None else b}" for a, b in self.ranges)
+
+    def indices(self, page_count: int) -> list[int]:
+        """0-based page indices selected from a document of `page_count` pages, in order."""
+        chosen: list[int] = []
+        for start, end in self.ranges:
+            last = page_count if end is None else min(end, page_count)
+            chosen.extend(i - 1 for i in range(start, last + 1) if i - 1 not in chosen)
+        return chosen
+
+
+def parse_pages(value: str) -> PageSelection:
+    if not _PAGES_RE.match(value):
+        raise BadRequest(f"option 'pages' must look like '1-3,7' (1-based), got {value!r}")
+    ranges = []
+    for part in value.replace(" ", "").split(","):
+        start_s, _, end_s = part.partition("-")
+        start = int(start_s)
+        end: int | None = start if "-" not in part else (int(end_s) if end_s else None)
+        if start < 1 or (end is not None and end < start):
+            raise BadRequest(f"option 'pages' has an empty or reversed range {part!r}")
+        ranges.append((start, end))
+    return PageSelection(tuple(ranges))
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"option {name!r} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Options:
+    return_content: bool = False
+    pages: PageSelection | None = None
+    lang: str | None = None
+    force: bool = False
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, Any]) -> Options:
+        """Options from request fields; unknown option values are a 400 naming the option."""
+        pages = fields.get("pages")
+        lang = fields.get("lang")
+        if lang is not None and lang != "" and not _LANG_RE.match(str(lang)):
+            raise BadRequest(f"option 'lang' must look like 'en', 'ru' or 'rus+eng', got {lang!r}")
+        return cls(
+            return_content=parse_bool("return_content", fields.get("return_content", False)),
+            pages=parse_pages(str(pages)) if pages not in (None, "", "all") else None,
+            lang=str(lang) if lang else None,
+            force=parse_bool("force", fields.get("force", False)),
+        )
+
+    def output_affecting(self) -> dict[str, str]:
+        """The options that change the result (part of the cache key)."""
+        out = {}
+        if self.pages is not None:
+            out["pages"] = str(self.pages)
+        if self.lang:
+            out["lang"] = self.lang
+        return out
