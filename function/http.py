@@ -1,0 +1,209 @@
+"""HTTP transport: routes by method and path, turns a request into a Job, errors into JSON.
+
+No OCR here: the service does the work, this module only speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+import flask
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from function import service
+from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge
+from function.options import Options
+from function.runtime import Runtime
+from function.sources import Source, fetch_url, from_base64, from_bytes
+from function.store import LocalStore, content_type
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_FIELDS = ("file", "image_base64", "image_url", "s3_uri")
+RAW_TYPES = ("image/", "application/pdf", "application/octet-stream")
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+class HttpApp:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        self.runtime.start()
+        try:
+            response = self._route(request, request_id)
+        except OCRError as exc:
+            response = error_response(exc, request_id)
+        except RequestEntityTooLarge:
+            response = error_response(TooLarge(self._too_large_message()), request_id)
+        except Exception:  # a bug: logged with its traceback, never shown to the client
+            log.exception("request %s failed", request_id)
+            response = error_response(OCRError("internal error; see the function's logs"), request_id)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    def _route(self, request: flask.Request, request_id: str) -> flask.Response:
+        path = "/" + request.path.strip("/")
+        method = request.method
+        if path in ("/", "/ocr"):
+            if method == "POST":
+                return self._ocr(request, request_id)
+            if method == "HEAD":  # endpoint probes (MinIO checks its webhook target this way)
+                return flask.Response(status=200)
+            raise MethodNotAllowed(f"{path} takes POST with a document; see GET /health for status")
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{method} is not allowed on {path}")
+        if path == "/health":
+            return flask.jsonify(self._health())
+        if path == "/health/live":
+            return flask.jsonify({"status": "alive"})
+        if path == "/health/ready":
+            return self._ready()
+        if path == "/files" or path.startswith("/files/"):
+            return self._files(path[len("/files/") :] if path != "/files" else "")
+        raise NotFound(f"no route {method} {path}")
+
+    # --- OCR -------------------------------------------------------------------------------------
+
+    def _ocr(self, request: flask.Request, request_id: str) -> flask.Response:
+        settings = self.runtime.settings
+        request.max_content_length = (
+            settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD
+        )  # base64 and form framing
+        if request.content_length and request.content_length > request.max_content_length:
+            raise TooLarge(self._too_large_message())
+        source, fields = self._read_document(request)
+        options = Options.parse({**request.args.to_dict(), **fields})
+        job = service.Job(source=source, options=options, request_id=request_id)
+        base_url = settings.public_base_url or request.host_url
+        return flask.jsonify(service.run(job, self.runtime, base_url))
+
+    def _read_document(self, request: flask.Request) -> tuple[Source, dict[str, Any]]:
+        """The one document of the request and its other fields, by content type."""
+        ctype = request.mimetype
+        if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
+            fields: dict[str, Any] = request.form.to_dict()
+            files = {name: f for name, f in request.files.items() if f.filename or name == "file"}
+            return self._from_fields(
+                fields, files, "multipart" if ctype.startswith("multipart") else "form"
+            ), fields
+        if ctype == "application/json":
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict):
+                raise BadRequest(
+                    'the body is not a JSON object; send {"image_base64": "..."} or {"image_url": "..."}'
+                )
+            return self._from_fields(body, {}, "json"), body
+        if ctype.startswith(RAW_TYPES):
+            filename = request.args.get("filename") or _disposition_filename(request)
+            return from_bytes(request.get_data(), filename, "raw", self.runtime.settings.max_bytes), {}
+        if not request.content_length and not ctype:
+            raise BadRequest(_NO_DOCUMENT)
+        raise BadRequest(
+            f"unsupported Content-Type {ctype!r}; use multipart/form-data, application/json, "
+            "application/x-www-form-urlencoded, or a raw body with image/* or application/pdf"
+        )
+
+    def _from_fields(self, fields: dict[str, Any], files: dict[str, Any], form_kind: str) -> Source:
+        settings = self.runtime.settings
+        present = [name for name in DOCUMENT_FIELDS if fields.get(name) or name in files]
+        extra_files = [name for name in files if name != "file"]
+        if extra_files:
+            raise BadRequest(
+                f"send the document in the field 'file'; unexpected file field(s): {', '.join(extra_files)}"
+            )
+        if not present:
+            raise BadRequest(_NO_DOCUMENT)
+        if len(present) > 1:
+            raise BadRequest(f"send exactly one document; got {', '.join(present)}")
+        name = present[0]
+        filename = fields.get("filename")
+        if name == "file":
+            upload = files["file"]
+            return from_bytes(upload.read(), filename or upload.filename, "multipart", settings.max_bytes)
+        value = fields[name]
+        if not isinstance(value, str):
+            raise BadRequest(f"'{name}' must be a string")
+        if name == "image_base64":
+            return from_base64(value, filename, "base64", settings.max_bytes)
+        if name == "image_url":
+            return fetch_url(value, filename, settings.max_bytes, settings.url_fetch_timeout_sec)
+        raise BadRequest(
+            "'s3_uri' needs an S3 result store (OCR_STORE=s3://bucket/prefix); this function uses "
+            f"{self.runtime.store.kind!r}"
+        )
+
+    def _too_large_message(self) -> str:
+        limit = self.runtime.settings.max_bytes
+        return f"the request body is too large; the document limit is {limit} bytes (OCR_MAX_BYTES)"
+
+    # --- health and files --------------------------------------------------------------------------
+
+    def _health(self) -> dict[str, Any]:
+        rt = self.runtime
+        return {
+            "status": "ok",
+            "engine": rt.settings.engine,
+            "fingerprint": rt.engine.fingerprint if rt.engine else None,
+            "ready": rt.ready,
+            "reason": None if rt.ready else rt.not_ready_reason(),
+            "model_load_sec": rt.load_seconds,
+            "uptime_sec": rt.uptime(),
+            "store": rt.store.kind,
+            "pid": os.getpid(),
+        }
+
+    def _ready(self) -> flask.Response:
+        rt = self.runtime
+        reason = None if rt.ready else rt.not_ready_reason()
+        if reason is None:
+            try:
+                rt.store.check()
+            except Exception as exc:
+                reason = f"result store unusable: {exc}"
+        if reason is None:
+            return flask.jsonify({"status": "ready", "engine": rt.engine.fingerprint if rt.engine else None})
+        response = flask.jsonify({"status": "not_ready", "reason": reason})
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+
+    def _files(self, key: str) -> flask.Response:
+        store = self.runtime.store
+        if not isinstance(store, LocalStore):
+            raise NotFound("/files serves the local result store only; results are in " + store.kind)
+        if not key:
+            return flask.jsonify({"files": store.list()})
+        data = store.get(key)
+        return flask.Response(data, mimetype=content_type(key))
+
+
+_NO_DOCUMENT = (
+    "no document in the request: send a multipart field 'file', or 'image_base64', or 'image_url' "
+    "(form or JSON), or the raw bytes with Content-Type image/* or application/pdf"
+)
+
+
+def _disposition_filename(request: flask.Request) -> str | None:
+    header = request.headers.get("Content-Disposition")
+    if not header:
+        return None
+    from werkzeug.http import parse_options_header
+
+    return parse_options_header(header)[1].get("filename")
+
+
+def error_response(exc: OCRError, request_id: str) -> flask.Response:
+    body = {"status": "error", "request_id": request_id, "error": {"code": exc.code, "message": exc.message}}
+    response = flask.jsonify(body)
+    response.status_code = exc.status
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+__all__ = ["HTTPException", "HttpApp", "error_response"]

@@ -1,0 +1,168 @@
+"""Documents become page images, one at a time: raster formats via Pillow, PDF via pypdfium2.
+
+The media type is sniffed from the bytes, never taken from headers or file names.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pypdfium2 as pdfium
+from PIL import Image, ImageOps
+
+from function.engines.base import PageImage
+from function.errors import BadRequest, TooLarge, Undecodable, UnsupportedType
+from function.options import PageSelection
+
+log = logging.getLogger(__name__)
+
+PDF = "application/pdf"
+# Pillow format name -> media type, for the raster formats we accept.
+RASTER_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "TIFF": "image/tiff",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+}
+MULTI_PAGE = {"TIFF"}  # GIF/WebP frames are animation, not pages: only the first is read
+
+# Our own pixel check (OCR_MAX_PIXELS) runs before decoding; Pillow's bomb guard would only warn.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass
+class PageLimits:
+    max_pixels: int
+    max_pages: int
+    pdf_dpi: int
+
+
+def sniff(data: bytes) -> str:
+    """The media type of `data`, from its bytes; 415 if it is not a format we read."""
+    if not data:
+        raise BadRequest("the document is empty (0 bytes)")
+    if b"%PDF-" in data[:1024]:
+        return PDF
+    try:
+        with Image.open(io.BytesIO(data), formats=list(RASTER_TYPES)) as img:
+            return RASTER_TYPES[img.format or ""]
+    except (Image.UnidentifiedImageError, KeyError):
+        pass
+    except Exception as exc:  # a recognised header with a broken body
+        raise Undecodable(f"the image could not be read: {exc}") from exc
+    raise UnsupportedType(
+        "the document is not a supported type; send a PDF or an image (PNG, JPEG, TIFF, WebP, BMP, GIF)"
+    )
+
+
+class PageSource:
+    """An opened document: its page count now, its selected pages one at a time later."""
+
+    def __init__(self, data: bytes, media_type: str, selection: PageSelection | None, limits: PageLimits):
+        self.media_type = media_type
+        self._data = data
+        self._limits = limits
+        self.page_count = self._count()
+        self.selected = self._select(selection)
+
+    def _count(self) -> int:
+        if self.media_type == PDF:
+            with _open_pdf(self._data) as pdf:
+                return len(pdf)
+        with _open_image(self._data) as img:
+            return getattr(img, "n_frames", 1) if img.format in MULTI_PAGE else 1
+
+    def _select(self, selection: PageSelection | None) -> list[int]:
+        indices = list(range(self.page_count)) if selection is None else selection.indices(self.page_count)
+        if not indices:
+            raise BadRequest(
+                f"option 'pages={selection}' selects no page: the document has {self.page_count}"
+            )
+        if len(indices) > self._limits.max_pages:
+            raise TooLarge(
+                f"{len(indices)} pages selected, the limit is {self._limits.max_pages} (OCR_MAX_PAGES); "
+                "use the 'pages' option to send a part"
+            )
+        return indices
+
+    def __iter__(self) -> Iterator[PageImage]:
+        if self.media_type == PDF:
+            yield from self._pdf_pages()
+        else:
+            yield from self._image_pages()
+
+    def _pdf_pages(self) -> Iterator[PageImage]:
+        scale = self._limits.pdf_dpi / 72
+        with _open_pdf(self._data) as pdf:
+            for index in self.selected:
+                page = pdf[index]
+                try:
+                    width, height = page.get_size()
+                    self._check_pixels(int(width * scale) * int(height * scale), index)
+                    bitmap = page.render(scale=scale)
+                    image = bitmap.to_pil().convert("RGB")
+                finally:
+                    page.close()
+                yield PageImage(index=index, image=image)
+
+    def _image_pages(self) -> Iterator[PageImage]:
+        with _open_image(self._data) as img:
+            for index in self.selected:
+                img.seek(index)
+                self._check_pixels(img.width * img.height, index)
+                try:
+                    frame = ImageOps.exif_transpose(img.copy() if index else img)
+                    yield PageImage(index=index, image=_to_rgb(frame))
+                except OSError as exc:
+                    raise Undecodable(f"page {index + 1} of the image could not be decoded: {exc}") from exc
+
+    def _check_pixels(self, pixels: int, index: int) -> None:
+        limit = self._limits.max_pixels
+        if pixels > limit:
+            raise TooLarge(f"page {index + 1} has {pixels} pixels, the limit is {limit} (OCR_MAX_PIXELS)")
+
+
+class _open_pdf:
+    """pypdfium2 document as a context manager, with its errors mapped to 422."""
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            self.pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if "password" in str(exc).lower():
+                raise Undecodable("the PDF is encrypted; send it without a password") from exc
+            raise Undecodable(f"the PDF could not be read: {exc}") from exc
+
+    def __enter__(self) -> pdfium.PdfDocument:
+        return self.pdf
+
+    def __exit__(self, *exc: object) -> None:
+        self.pdf.close()
+
+
+def _open_image(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Image.open(io.BytesIO(data), formats=list(RASTER_TYPES))
+    except Exception as exc:
+        raise Undecodable(f"the image could not be read: {exc}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB on white: transparency flattened, 16-bit and CMYK converted."""
+    img.load()
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, "white")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = img.point(lambda v: v / 256).convert("L")  # 16-bit greyscale to 8 bits
+    return img.convert("RGB")

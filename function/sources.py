@@ -1,0 +1,81 @@
+"""Where a document's bytes come from: upload, base64, URL. Each yields a `Source` within the size limit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from function.errors import BadRequest, TooLarge, UpstreamFailed
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+_UNSAFE_NAME = re.compile(r"[^\w.+-]+")
+
+
+@dataclass(frozen=True)
+class Source:
+    data: bytes
+    filename: str
+    input_type: str  # multipart | base64 | url | json | raw | s3 | cloudevent
+
+
+def safe_filename(name: str | None, default: str = "document") -> str:
+    """A file name fit for an object key: the last path part, odd characters replaced."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE_NAME.sub("_", base).strip("._")[:120]
+    return cleaned or default
+
+
+def check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise TooLarge(f"the document is {size} bytes, the limit is {max_bytes} (OCR_MAX_BYTES)")
+
+
+def from_bytes(data: bytes, filename: str | None, input_type: str, max_bytes: int) -> Source:
+    check_size(len(data), max_bytes)
+    if not data:
+        raise BadRequest("the document is empty (0 bytes)")
+    return Source(data=data, filename=safe_filename(filename), input_type=input_type)
+
+
+def from_base64(text: str, filename: str | None, input_type: str, max_bytes: int) -> Source:
+    encoded = _DATA_URL.sub("", text.strip())
+    encoded = "".join(encoded.split())  # line breaks are common in pasted base64
+    check_size(len(encoded) * 3 // 4, max_bytes)
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("'image_base64' is not valid base64") from None
+    return from_bytes(data, filename, input_type, max_bytes)
+
+
+def fetch_url(url: str, filename: str | None, max_bytes: int, timeout: float) -> Source:
+    """Plain HTTP(S) fetch with a timeout and a size cap enforced while streaming."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(f"'image_url' must be an http or https URL, got {url[:200]!r}")
+    try:
+        with requests.get(url, stream=True, timeout=timeout, allow_redirects=True) as resp:
+            if resp.status_code >= 400:
+                raise UpstreamFailed(f"fetching 'image_url' failed: the server answered {resp.status_code}")
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit():
+                check_size(int(declared), max_bytes)
+            data = _read_capped(resp, max_bytes)
+    except requests.RequestException as exc:
+        raise UpstreamFailed(f"fetching 'image_url' failed: {type(exc).__name__}") from exc
+    name = filename or unquote(parts.path.rsplit("/", 1)[-1])
+    return from_bytes(data, name, "url", max_bytes)
+
+
+def _read_capped(resp: requests.Response, max_bytes: int) -> bytes:
+    chunks, total = [], 0
+    for chunk in resp.iter_content(64 * 1024):
+        total += len(chunk)
+        check_size(total, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)

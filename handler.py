@@ -1,0 +1,33 @@
+"""The function's single entrypoint: `functions-framework --source handler.py --target handle`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import flask
+import functions_framework
+
+from function.config import load_settings
+from function.errors import ConfigError
+from function.http import HttpApp
+from function.runtime import Runtime
+
+try:
+    _settings = load_settings()
+    logging.basicConfig(
+        level=_settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = HttpApp(Runtime(_settings))
+except ConfigError as exc:  # fail the start with the variable named, not a traceback
+    sys.exit(f"configuration error: {exc}")
+# Load the engine in each forked worker as soon as it exists (see function/runtime.py).
+os.register_at_fork(after_in_child=app.runtime.start)
+
+
+@functions_framework.http
+def handle(request: flask.Request) -> flask.Response:
+    return app.dispatch(request)

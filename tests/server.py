@@ -1,0 +1,75 @@
+"""A real function process (functions-framework + gunicorn) on a free port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FunctionServer:
+    """Starts `functions-framework --source handler.py --target handle` as the README does."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {**os.environ, "WORKERS": "1", "THREADS": "4", "PYTHONUNBUFFERED": "1", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def start(self) -> FunctionServer:
+        exe = Path(sys.executable).with_name("functions-framework")
+        cmd = [str(exe), "--source", "handler.py", "--target", "handle", "--host", "127.0.0.1"]
+        self.started_at = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*cmd, "--port", str(self.port)], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def wait_live(self, timeout: float = 60) -> None:
+        self._wait(lambda r: r.status_code == 200, "/health/live", timeout)
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        """Seconds from process start to a 200 from /health/ready."""
+        self._wait(lambda r: r.status_code == 200, "/health/ready", timeout)
+        return time.monotonic() - self.started_at
+
+    def _wait(self, ok, path: str, timeout: float) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"function exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if ok(requests.get(self.url + path, timeout=5)):
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{path} not OK after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
