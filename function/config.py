@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from function.errors import ConfigError
@@ -25,6 +26,34 @@ class Settings:
     url_fetch_timeout_sec: float = 30.0
     ready_wait_sec: float = 30.0  # how long an early OCR request waits for the engine
     log_level: str = "INFO"
+    concurrency: int = 1  # documents processed at once per pod; deployments set containerConcurrency to it
+    # S3-compatible object storage (AWS, MinIO, Ceph, Cloud.ru); unset values fall back to boto3's chain.
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    s3_force_path_style: bool = False  # MinIO/Ceph behind one host name need path-style URLs
+    # Events: objects under these extra prefixes ("bucket/prefix" or "prefix") are never processed,
+    # on top of the result store's own location (no loops when input and output share a bucket).
+    event_skip_prefixes: tuple[str, ...] = ()
+    event_source: str = "/ocr-function"
+    event_request_type: str = "ocr.document.requested"
+    event_completed_type: str = "ocr.document.completed"
+    event_failed_type: str = "ocr.document.failed"
+
+
+def boolean(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def prefixes(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip().strip("/") for p in raw.split(",") if p.strip().strip("/"))
 
 
 # variable -> (field, parser); one table so docs, manifests and tests can check names.
@@ -40,15 +69,38 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_URL_FETCH_TIMEOUT_SEC": ("url_fetch_timeout_sec", float),
     "OCR_READY_WAIT_SEC": ("ready_wait_sec", float),
     "OCR_LOG_LEVEL": ("log_level", str),
+    "OCR_CONCURRENCY": ("concurrency", int),
+    "S3_ENDPOINT_URL": ("s3_endpoint_url", str),
+    "AWS_REGION": ("aws_region", str),
+    "AWS_ACCESS_KEY_ID": ("aws_access_key_id", str),
+    "AWS_SECRET_ACCESS_KEY": ("aws_secret_access_key", str),
+    "AWS_SESSION_TOKEN": ("aws_session_token", str),
+    "S3_FORCE_PATH_STYLE": ("s3_force_path_style", boolean),
+    "OCR_EVENT_SKIP_PREFIXES": ("event_skip_prefixes", prefixes),
+    "OCR_EVENT_SOURCE": ("event_source", str),
+    "OCR_EVENT_REQUEST_TYPE": ("event_request_type", str),
+    "OCR_EVENT_COMPLETED_TYPE": ("event_completed_type", str),
+    "OCR_EVENT_FAILED_TYPE": ("event_failed_type", str),
 }
-_POSITIVE = {"url_expires_sec", "max_bytes", "max_pixels", "max_pages", "pdf_dpi", "url_fetch_timeout_sec"}
+# Secrets may come from mounted files instead: `<VAR>_FILE` names the file (it wins over `<VAR>`).
+SECRET_FILES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_POSITIVE = {
+    "concurrency",
+    "url_expires_sec",
+    "max_bytes",
+    "max_pixels",
+    "max_pages",
+    "pdf_dpi",
+    "url_fetch_timeout_sec",
+}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for var, (name, parse) in ENV.items():
-        raw = env.get(var)
+        raw = _secret_file(var, env) if var in SECRET_FILES else None
+        raw = env.get(var) if raw is None else raw
         if raw is None or raw.strip() == "":
             continue
         try:
@@ -62,6 +114,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+def _secret_file(var: str, env: Mapping[str, str]) -> str | None:
+    path = env.get(f"{var}_FILE", "").strip()
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE={path!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def _check(s: Settings) -> None:
     if not (s.store.startswith("file://") or s.store.startswith("s3://")):
         raise ConfigError(f"OCR_STORE must start with file:// or s3://, got {s.store!r}")
@@ -69,6 +131,21 @@ def _check(s: Settings) -> None:
         raise ConfigError("OCR_READY_WAIT_SEC must be 0 or more")
     if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"OCR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+    if s.s3_endpoint_url and not s.s3_endpoint_url.startswith(("http://", "https://")):
+        raise ConfigError(f"S3_ENDPOINT_URL must be an http(s) URL, got {s.s3_endpoint_url!r}")
+    if s.store.startswith("s3://") and not s.store[len("s3://") :].split("/", 1)[0]:
+        raise ConfigError(f"OCR_STORE={s.store!r} names no bucket; use s3://bucket/prefix")
+    if (s.aws_access_key_id is None) != (s.aws_secret_access_key is None):
+        raise ConfigError(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or their *_FILE) must be set together"
+        )
+    # A reply of the request type would be delivered back to this function by the broker: a loop.
+    for var, value in (
+        ("OCR_EVENT_COMPLETED_TYPE", s.event_completed_type),
+        ("OCR_EVENT_FAILED_TYPE", s.event_failed_type),
+    ):
+        if value == s.event_request_type:
+            raise ConfigError(f"{var}={value!r} equals OCR_EVENT_REQUEST_TYPE: replies would loop back")
 
 
 def settings_fields() -> list[str]:

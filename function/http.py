@@ -8,17 +8,18 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from function import service
-from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge
+from function import events, metrics, service
+from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge, UpstreamFailed
 from function.options import Options
 from function.runtime import Runtime
-from function.sources import Source, fetch_url, from_base64, from_bytes
-from function.store import LocalStore, content_type
+from function.sources import Source, fetch_url, from_base64, from_bytes, from_s3
+from function.store import LocalStore, content_type, parse_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,16 @@ class HttpApp:
             response = self._route(request, request_id)
         except OCRError as exc:
             response = error_response(exc, request_id)
+            flask.g.ocr_outcome = exc.code
         except RequestEntityTooLarge:
             response = error_response(TooLarge(self._too_large_message()), request_id)
+            flask.g.ocr_outcome = TooLarge.code
         except Exception:  # a bug: logged with its traceback, never shown to the client
             log.exception("request %s failed", request_id)
             response = error_response(OCRError("internal error; see the function's logs"), request_id)
+            flask.g.ocr_outcome = OCRError.code
+        if flask.g.get("ocr_request"):
+            metrics.REQUESTS.labels(outcome=flask.g.get("ocr_outcome", "unknown")).inc()
         response.headers["X-Request-Id"] = request_id
         return response
 
@@ -51,10 +57,16 @@ class HttpApp:
         method = request.method
         if path in ("/", "/ocr"):
             if method == "POST":
-                return self._ocr(request, request_id)
+                flask.g.ocr_request = True
+                with metrics.IN_FLIGHT.track_inprogress():
+                    return self._ocr(request, request_id)
             if method == "HEAD":  # endpoint probes (MinIO checks its webhook target this way)
                 return flask.Response(status=200)
             raise MethodNotAllowed(f"{path} takes POST with a document; see GET /health for status")
+        if path == "/test/s3-upload":
+            if method != "POST":
+                raise MethodNotAllowed("/test/s3-upload takes POST")
+            return self._probe_store()
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         if path == "/health":
@@ -63,6 +75,9 @@ class HttpApp:
             return flask.jsonify({"status": "alive"})
         if path == "/health/ready":
             return self._ready()
+        if path == "/metrics":
+            body, ctype = metrics.exposition()
+            return flask.Response(body, content_type=ctype)
         if path == "/files" or path.startswith("/files/"):
             return self._files(path[len("/files/") :] if path != "/files" else "")
         raise NotFound(f"no route {method} {path}")
@@ -76,11 +91,74 @@ class HttpApp:
         )  # base64 and form framing
         if request.content_length and request.content_length > request.max_content_length:
             raise TooLarge(self._too_large_message())
+        if events.is_cloudevent(request.headers, request.mimetype):
+            incoming = events.read_cloudevent(request.headers, request.get_data(), request.mimetype)
+            return self._event(incoming, request, request_id)
+        if request.mimetype == "application/json":
+            body = request.get_json(silent=True)
+            if events.is_storage_webhook(body):
+                return self._event(events.read_webhook(body), request, request_id)
         source, fields = self._read_document(request)
         options = Options.parse({**request.args.to_dict(), **fields})
+        result = self._run(source, options, request, request_id)
+        return flask.jsonify(result)
+
+    def _run(
+        self, source: Source, options: Options, request: flask.Request, request_id: str
+    ) -> dict[str, Any]:
         job = service.Job(source=source, options=options, request_id=request_id)
-        base_url = settings.public_base_url or request.host_url
-        return flask.jsonify(service.run(job, self.runtime, base_url))
+        base_url = self.runtime.settings.public_base_url or request.host_url
+        result = service.run(job, self.runtime, base_url)
+        flask.g.ocr_outcome = "cached" if result["cached"] else "success"
+        return result
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def _event(self, incoming: events.Incoming, request: flask.Request, request_id: str) -> flask.Response:
+        """Skip (202, no reply), or process and reply with a CloudEvent. Transient errors propagate
+        as 5xx/429 so the broker retries; permanent ones become an `ocr.document.failed` reply."""
+        decision = events.plan(incoming, self.runtime.settings, self.runtime.store)
+        if isinstance(decision, events.Skip):
+            log.info("event %s (%s) skipped: %s", incoming.id, incoming.type, decision.reason)
+            flask.g.ocr_outcome = "skipped"
+            body = {"status": "skipped", "request_id": request_id, "reason": decision.reason}
+            return flask.Response(flask.json.dumps(body), status=202, mimetype="application/json")
+        outcomes = []
+        for item in decision.items:
+            try:
+                source, fields = self._event_source(item)
+                options = Options.parse(fields)
+                outcomes.append(self._run(source, options, request, request_id))
+            except OCRError as exc:
+                if exc.retryable:
+                    raise
+                log.info("event %s: %s failed permanently: %s", incoming.id, item.subject, exc.message)
+                outcomes.append(error_body(exc, request_id) | {"subject": item.subject})
+        if any(o["status"] != "success" for o in outcomes):
+            flask.g.ocr_outcome = "failed"
+        headers, body = events.reply(incoming, decision.items, outcomes, self.runtime.settings)
+        return flask.Response(body, status=200, headers=headers)
+
+    def _event_source(self, item: events.Item) -> tuple[Source, dict[str, Any]]:
+        max_bytes = self.runtime.settings.max_bytes
+        if item.fields:
+            return replace(self._from_fields(item.fields, {}, "json"), input_type="cloudevent"), item.fields
+        if item.data is not None:
+            return from_bytes(item.data, item.filename, "cloudevent", max_bytes), {}
+        assert item.obj is not None
+        return self._read_event_object(item.obj), {}
+
+    def _read_event_object(self, obj: events.ObjectRef) -> Source:
+        store = self.runtime.store
+        bucket = obj.bucket or getattr(store, "bucket", "")
+        limit = self.runtime.settings.max_bytes
+        try:
+            return from_s3(store, bucket, obj.key, obj.filename, "cloudevent", limit)
+        except NotFound:
+            # Senders that do not URL-encode keys (Ceph does not document it): try the key as sent.
+            if not obj.raw_key or obj.raw_key == obj.key:
+                raise
+            return from_s3(store, bucket, obj.raw_key, obj.raw_key.rsplit("/", 1)[-1], "cloudevent", limit)
 
     def _read_document(self, request: flask.Request) -> tuple[Source, dict[str, Any]]:
         """The one document of the request and its other fields, by content type."""
@@ -132,10 +210,8 @@ class HttpApp:
             return from_base64(value, filename, "base64", settings.max_bytes)
         if name == "image_url":
             return fetch_url(value, filename, settings.max_bytes, settings.url_fetch_timeout_sec)
-        raise BadRequest(
-            "'s3_uri' needs an S3 result store (OCR_STORE=s3://bucket/prefix); this function uses "
-            f"{self.runtime.store.kind!r}"
-        )
+        bucket, key = parse_s3_uri(value)
+        return from_s3(self.runtime.store, bucket, key, filename, "s3", settings.max_bytes)
 
     def _too_large_message(self) -> str:
         limit = self.runtime.settings.max_bytes
@@ -172,6 +248,25 @@ class HttpApp:
         response.headers["Retry-After"] = "5"
         return response
 
+    def _probe_store(self) -> flask.Response:
+        """Write, read back and delete a probe object; 502 naming the step that failed."""
+        store = self.runtime.store
+        key = f".probe/{uuid.uuid4().hex}.txt"
+        payload = f"ocr-function probe {key}".encode()
+        steps: dict[str, str] = {}
+        for step, action in (
+            ("put", lambda: store.put(key, payload, "text/plain")),
+            ("get", lambda: _expect(store.get(key), payload)),
+            ("delete", lambda: store.delete(key)),
+        ):
+            try:
+                action()
+            except OCRError as exc:
+                message = f"store probe failed at {step} of {store.uri(key)}: {exc.message}"
+                raise UpstreamFailed(message) from exc
+            steps[step] = "ok"
+        return flask.jsonify({"status": "ok", "store": store.kind, "uri": store.uri(key), "steps": steps})
+
     def _files(self, key: str) -> flask.Response:
         store = self.runtime.store
         if not isinstance(store, LocalStore):
@@ -197,9 +292,17 @@ def _disposition_filename(request: flask.Request) -> str | None:
     return parse_options_header(header)[1].get("filename")
 
 
+def _expect(got: bytes, want: bytes) -> None:
+    if got != want:
+        raise UpstreamFailed(f"read back {len(got)} bytes that differ from the {len(want)} written")
+
+
+def error_body(exc: OCRError, request_id: str) -> dict[str, Any]:
+    return {"status": "error", "request_id": request_id, "error": {"code": exc.code, "message": exc.message}}
+
+
 def error_response(exc: OCRError, request_id: str) -> flask.Response:
-    body = {"status": "error", "request_id": request_id, "error": {"code": exc.code, "message": exc.message}}
-    response = flask.jsonify(body)
+    response = flask.jsonify(error_body(exc, request_id))
     response.status_code = exc.status
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)

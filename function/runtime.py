@@ -28,7 +28,7 @@ class Runtime:
                 f"OCR_ENGINE={settings.engine!r} is not an engine; known: {', '.join(sorted(ENGINES))}"
             )
         self.settings = settings
-        self.store: ResultStore = create_store(settings.store)
+        self.store: ResultStore = create_store(settings.store, settings)
         self.started_at = time.time()
         self._pid: int | None = None
         self._reset()

@@ -1,26 +1,42 @@
-"""The orchestration: a Job in, a result out — pages, engine, render, store. Knows nothing of HTTP."""
+"""The orchestration: a Job in, a result out — cache, pages, engine, render, store. Knows nothing of HTTP.
+
+Results are content-addressed (`store.result_prefix`): the parts (Markdown, JSON, image crops) are
+written first and a small `manifest.json` last, so only a complete result ever counts as present —
+two pods racing on one document, or a write that fails half-way, never leave a result that a later
+request would take for finished. A request whose manifest exists is answered from it without OCR,
+unless it asks for `force`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from function.document import EngineInfo, SourceInfo
-from function.errors import BadRequest
+from PIL import Image
+
+from function import metrics
+from function.document import Document, EngineInfo, SourceInfo
+from function.engines.base import Engine
+from function.errors import BadRequest, NotFound
 from function.options import Options
 from function.pages import PageLimits, PageSource, sniff
 from function.render import render_json, render_markdown
 from function.runtime import Runtime
 from function.sources import Source
-from function.store import result_prefix
+from function.store import ResultStore, content_type, result_prefix
 
 log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,24 @@ class Timings:
             self.stages[name] = round(time.perf_counter() - began, 4)
 
 
+@dataclass(frozen=True)
+class Part:
+    name: str  # markdown | json | the image's path relative to the Markdown
+    key: str  # store key
+    data: bytes
+    content_type: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "sha256": hashlib.sha256(self.data).hexdigest(),
+            "size": len(self.data),
+            "content_type": self.content_type,
+        }
+
+
 def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
-    """OCR one document and store its results; the success response of the contract."""
+    """OCR one document and store its results, or answer from stored ones; the contract's response."""
     began = time.perf_counter()
     timings = Timings()
     settings = runtime.settings
@@ -59,37 +91,31 @@ def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
     with timings.stage("wait_engine"):
         engine = runtime.wait_engine()
     _check_lang(job.options.lang, engine.languages(), engine.name)
-    with timings.stage("ocr"):
-        document = engine.predict(pages, job.options)
     source = SourceInfo(
         filename=job.source.filename,
         media_type=media_type,
         sha256=hashlib.sha256(job.source.data).hexdigest(),
         pages=pages.page_count,
     )
-    document = replace(
-        document, source=source, engine=EngineInfo(engine.name, engine.version, engine.fingerprint)
-    )
+    prefix = result_prefix(source.filename, source.sha256, engine.fingerprint, job.options.output_affecting())
+    store = runtime.store
+    if not job.options.force:
+        with timings.stage("lookup"):
+            cached = _cached(store, prefix, job.options.return_content)
+        if cached is not None:
+            metrics.CACHE_HITS.inc()
+            manifest, content = cached
+            return _response(job, manifest, _links(store, manifest, base_url), content, True, timings, began)
+    document = _ocr(engine, pages, job.options, source, timings)
     with timings.stage("render"):
         markdown = render_markdown(document)
         as_json = render_json(document)
-    prefix = result_prefix(source.filename, source.sha256, engine.fingerprint, job.options.output_affecting())
+    parts = _parts(prefix, markdown, as_json, getattr(document, "images", None) or {})
+    manifest = _manifest(prefix, as_json, len(document.pages), job.options, parts, timings)
     with timings.stage("store"):
-        results = _store(runtime, prefix, markdown, as_json, base_url)
-    response: dict[str, Any] = {
-        "status": "success",
-        "request_id": job.request_id,
-        "input_type": job.source.input_type,
-        "document": {**as_json["source"], "pages_processed": len(document.pages)},
-        "engine": {"name": engine.name, "fingerprint": engine.fingerprint},
-        "cached": False,
-        "results": results,
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "elapsed_sec": round(time.perf_counter() - began, 3),
-        "timings": timings.stages,
-    }
-    if job.options.return_content:
-        response["content"] = {"markdown": markdown, "json": as_json}
+        _write(store, prefix, parts, manifest)
+    content = {"markdown": markdown, "json": as_json} if job.options.return_content else None
+    response = _response(job, manifest, _links(store, manifest, base_url), content, False, timings, began)
     log.info("request %s: %d page(s) in %.2fs", job.request_id, len(document.pages), response["elapsed_sec"])
     return response
 
@@ -104,18 +130,142 @@ def _check_lang(lang: str | None, known: list[str] | None, engine: str) -> None:
         )
 
 
-def _store(runtime: Runtime, prefix: str, markdown: str, as_json: dict[str, Any], base_url: str) -> dict:
-    store = runtime.store
-    parts = {
-        "markdown": (f"{prefix}/document.md", markdown.encode(), "text/markdown; charset=utf-8"),
-        "json": (
-            f"{prefix}/document.json",
-            json.dumps(as_json, ensure_ascii=False).encode(),
-            "application/json",
-        ),
+def _ocr(
+    engine: Engine, pages: PageSource, options: Options, source: SourceInfo, timings: Timings
+) -> Document:
+    metrics.ENGINE_CALLS.inc()
+    with timings.stage("ocr"):
+        document = engine.predict(pages, options)
+    metrics.PAGES.inc(len(document.pages))
+    info = EngineInfo(engine.name, engine.version, engine.fingerprint)
+    return replace(document, source=source, engine=info)
+
+
+# --- results: parts first, manifest last -----------------------------------------------------------
+
+
+def _parts(prefix: str, markdown: str, as_json: dict[str, Any], images: dict[str, Image.Image]) -> list[Part]:
+    as_bytes = json.dumps(as_json, ensure_ascii=False).encode()
+    parts = [
+        Part("markdown", f"{prefix}/document.md", markdown.encode(), content_type("document.md")),
+        Part("json", f"{prefix}/document.json", as_bytes, "application/json"),
+    ]
+    for path, image in sorted(images.items()):
+        if not _relative_path(path):
+            log.warning("skipping image %r: not a relative path under the result", path)
+            continue
+        parts.append(Part(path, f"{prefix}/{path}", _encode_image(path, image), content_type(path)))
+    return parts
+
+
+def _relative_path(path: str) -> bool:
+    segments = path.split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in segments
+
+
+def _encode_image(path: str, image: Image.Image) -> bytes:
+    """The crop in the format its file name promises, so the Markdown link and content type agree."""
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    return buf.getvalue()
+
+
+def _manifest(
+    prefix: str,
+    as_json: dict[str, Any],
+    processed: int,
+    options: Options,
+    parts: list[Part],
+    timings: Timings,
+) -> dict[str, Any]:
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "prefix": prefix,
+        "created": _now(),
+        "document": {**as_json["source"], "pages_processed": processed},
+        "engine": as_json["engine"],
+        "options": options.output_affecting(),
+        "timings": dict(timings.stages),
+        "parts": {p.name: p.describe() for p in parts[:2]},
+        "images": {p.name: p.describe() for p in parts[2:]},
     }
-    results = {}
-    for name, (key, data, ctype) in parts.items():
-        store.put(key, data, ctype)
-        results[name] = {"uri": store.uri(key), "url": store.url(key, base_url)}
+
+
+def _write(store: ResultStore, prefix: str, parts: list[Part], manifest: dict[str, Any]) -> None:
+    for part in parts:
+        store.put(part.key, part.data, part.content_type)
+    # Last: its presence is what makes the result count (a failure above leaves none).
+    store.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, ensure_ascii=False).encode(), "application/json")
+
+
+def _cached(store: ResultStore, prefix: str, with_content: bool) -> tuple[dict[str, Any], dict | None] | None:
+    """The stored manifest (and content, checked against its checksums), or None if absent or broken."""
+    try:
+        manifest = json.loads(store.get(f"{prefix}/{MANIFEST}"))
+    except NotFound:
+        return None
+    except ValueError:
+        log.warning("unreadable manifest under %s; running OCR again", prefix)
+        return None
+    if not with_content:
+        return manifest, None
+    try:
+        markdown = _read_checked(store, manifest["parts"]["markdown"])
+        as_json = json.loads(_read_checked(store, manifest["parts"]["json"]))
+    except (NotFound, KeyError, ValueError) as exc:
+        log.warning("stored result under %s is incomplete (%s); running OCR again", prefix, exc)
+        return None
+    return manifest, {"markdown": markdown.decode(), "json": as_json}
+
+
+def _read_checked(store: ResultStore, part: dict[str, Any]) -> bytes:
+    data = store.get(part["key"])
+    if hashlib.sha256(data).hexdigest() != part["sha256"]:
+        raise ValueError(f"checksum mismatch for {part['key']}")
+    return data
+
+
+def _links(store: ResultStore, manifest: dict[str, Any], base_url: str) -> dict[str, Any]:
+    def link(key: str) -> dict[str, str]:
+        return {"uri": store.uri(key), "url": store.url(key, base_url)}
+
+    results: dict[str, Any] = {name: link(part["key"]) for name, part in manifest["parts"].items()}
+    results["manifest"] = link(f"{manifest['prefix']}/{MANIFEST}")
+    if manifest.get("images"):
+        results["images"] = {path: link(part["key"]) for path, part in manifest["images"].items()}
     return results
+
+
+def _response(
+    job: Job,
+    manifest: dict[str, Any],
+    results: dict[str, Any],
+    content: dict[str, Any] | None,
+    cached: bool,
+    timings: Timings,
+    began: float,
+) -> dict[str, Any]:
+    metrics.observe_stages(timings.stages)
+    engine = manifest["engine"]
+    response: dict[str, Any] = {
+        "status": "success",
+        "request_id": job.request_id,
+        "input_type": job.source.input_type,
+        "document": manifest["document"],
+        "engine": {"name": engine["name"], "fingerprint": engine["fingerprint"]},
+        "cached": cached,
+        "results": results,
+        "timestamp": _now(),
+        "elapsed_sec": round(time.perf_counter() - began, 3),
+        "timings": timings.stages,
+    }
+    if content is not None:
+        response["content"] = content
+    return response
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

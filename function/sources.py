@@ -1,4 +1,5 @@
-"""Where a document's bytes come from: upload, base64, URL. Each yields a `Source` within the size limit."""
+"""Where a document's bytes come from: upload, base64, URL, S3 object. Each yields a `Source` within
+the size limit."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import requests
 
 from function.errors import BadRequest, TooLarge, UpstreamFailed
+
+if TYPE_CHECKING:
+    from function.store import ResultStore
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[^\w.+-]+")
@@ -79,3 +84,17 @@ def _read_capped(resp: requests.Response, max_bytes: int) -> bytes:
         check_size(total, max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def from_s3(
+    store: ResultStore, bucket: str, key: str, filename: str | None, input_type: str, max_bytes: int
+) -> Source:
+    """An object at the S3 store's endpoint (any bucket its credentials can read)."""
+    read_object = getattr(store, "read_object", None)
+    if read_object is None:
+        raise BadRequest(
+            f"reading s3://{bucket}/{key} needs an S3 result store (OCR_STORE=s3://bucket/prefix); "
+            f"this function uses {store.kind!r}"
+        )
+    data = read_object(bucket, key, max_bytes)
+    return from_bytes(data, filename or key.rsplit("/", 1)[-1], input_type, max_bytes)

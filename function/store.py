@@ -1,6 +1,7 @@
 """Result stores: where Markdown, JSON and images land, and the URLs that reach them.
 
-`LocalStore` (a directory, the embedded default) is served by this function's `GET /files/...`.
+`LocalStore` (a directory, the embedded default) is served by this function's `GET /files/...`;
+`S3Store` writes to any S3-compatible endpoint and hands out presigned (or public) URLs.
 Keys are deterministic per (content hash, engine fingerprint, output-changing options).
 """
 
@@ -8,14 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import mimetypes
 import os
 import tempfile
+import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
-from function.errors import BadRequest, ConfigError, NotFound
+from function.config import Settings
+from function.errors import BadRequest, ConfigError, NotFound, UpstreamFailed
+from function.sources import check_size
+
+log = logging.getLogger(__name__)
+# User metadata on every object we write, so storage events for our own results can be recognised.
+OUTPUT_MARKER = ("ocr-output", "1")
 
 
 def result_prefix(filename: str, sha256: str, fingerprint: str, options: dict[str, str]) -> str:
@@ -58,8 +69,15 @@ class ResultStore(ABC):
     def url(self, key: str, base_url: str) -> str:
         """A URL a client can GET; `base_url` is this function's own address."""
 
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
     def check(self) -> None:  # noqa: B027 - optional for a store that cannot fail
         """Raise if the store cannot be used (readiness)."""
+
+    def is_output(self, bucket: str | None, key: str) -> bool:
+        """Whether an object named by a storage event is one this store wrote (or would write)."""
+        return False
 
 
 class LocalStore(ResultStore):
@@ -100,6 +118,9 @@ class LocalStore(ResultStore):
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
     def list(self, prefix: str = "") -> list[str]:
         keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
         return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
@@ -115,12 +136,178 @@ class LocalStore(ResultStore):
             raise OSError(f"result directory {self.root} is not writable")
 
 
-def create_store(spec: str) -> ResultStore:
+class S3Store(ResultStore):
+    """Results under `s3://bucket/prefix/`; also reads input objects (any bucket) at the same endpoint.
+
+    The boto3 client is built lazily, once per process: functions-framework imports the handler in
+    the gunicorn parent and forks, and a client (its connection pool) must not cross a fork.
+    """
+
+    kind = "s3"
+    CHECK_TTL_SEC = 15.0  # readiness probes come every few seconds; one HEAD per window is enough
+
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.settings = settings
+        self._client_pid: int | None = None
+        self._client_obj: Any = None
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    @property
+    def client(self) -> Any:
+        if self._client_pid != os.getpid():
+            with self._lock:
+                if self._client_pid != os.getpid():
+                    self._client_obj = self._build_client()
+                    self._client_pid = os.getpid()
+        return self._client_obj
+
+    def _build_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        config = Config(
+            retries={"mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if s.s3_force_path_style else "auto"},
+        )
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=s.s3_endpoint_url,
+            region_name=s.aws_region,
+            aws_access_key_id=s.aws_access_key_id,
+            aws_secret_access_key=s.aws_secret_access_key,
+            aws_session_token=s.aws_session_token,
+            config=config,
+        )
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        with s3_errors(f"writing s3://{self.bucket}/{self.key(key)}"):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.key(key),
+                Body=data,
+                ContentType=content_type,
+                Metadata=dict([OUTPUT_MARKER]),
+            )
+
+    def get(self, key: str) -> bytes:
+        return self.read_object(self.bucket, self.key(key), max_bytes=None)
+
+    def exists(self, key: str) -> bool:
+        try:
+            with s3_errors(f"checking s3://{self.bucket}/{self.key(key)}"):
+                self.client.head_object(Bucket=self.bucket, Key=self.key(key))
+        except NotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        with s3_errors(f"deleting s3://{self.bucket}/{self.key(key)}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys: list[str] = []
+        start = self.key(prefix) if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start)
+        with s3_errors(f"listing s3://{self.bucket}/{start}"):
+            for page in pages:
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.key(key)}"
+
+    def url(self, key: str, base_url: str) -> str:
+        public = self.settings.public_base_url
+        if public:
+            return f"{public.rstrip('/')}/{quote(self.key(key))}"
+        with s3_errors("presigning a result URL"):
+            return self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self.key(key)},
+                ExpiresIn=self.settings.url_expires_sec,
+            )
+
+    def check(self) -> None:
+        if time.monotonic() - self._checked_at < self.CHECK_TTL_SEC:
+            return
+        with s3_errors(f"reaching bucket {self.bucket!r}"):
+            self.client.head_bucket(Bucket=self.bucket)
+        self._checked_at = time.monotonic()
+
+    def is_output(self, bucket: str | None, key: str) -> bool:
+        if bucket is not None and bucket != self.bucket:
+            return False
+        return not self.prefix or key == self.prefix or key.startswith(self.prefix + "/")
+
+    def read_object(self, bucket: str, key: str, max_bytes: int | None) -> bytes:
+        """An object's bytes (any bucket at this endpoint), refusing more than `max_bytes`."""
+        with s3_errors(f"reading s3://{bucket}/{key}"):
+            obj = self.client.get_object(Bucket=bucket, Key=key)
+            body = obj["Body"]
+            try:
+                if max_bytes is None:
+                    return body.read()
+                check_size(int(obj.get("ContentLength") or 0), max_bytes)
+                data = body.read(max_bytes + 1)
+                check_size(len(data), max_bytes)
+                return data
+            finally:
+                body.close()
+
+
+class s3_errors:
+    """Maps botocore failures to the error vocabulary: missing -> 404, anything else -> 502 (retryable)."""
+
+    MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in self.MISSING:
+                raise NotFound(f"{self.action}: not found ({code})") from exc
+            log.warning("%s failed: %s", self.action, exc)
+            raise UpstreamFailed(f"{self.action} failed: {code or 'error'}", retry_after=5) from exc
+        if isinstance(exc, BotoCoreError):
+            log.warning("%s failed: %s", self.action, exc)
+            raise UpstreamFailed(f"{self.action} failed: {type(exc).__name__}", retry_after=5) from exc
+        return False
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key` -> (bucket, key); the key is taken as written (no URL decoding)."""
+    if not uri.startswith("s3://"):
+        raise BadRequest(f"'s3_uri' must look like s3://bucket/key, got {uri[:200]!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise BadRequest(f"'s3_uri' must name a bucket and a key, got {uri[:200]!r}")
+    return bucket, key
+
+
+def create_store(spec: str, settings: Settings | None = None) -> ResultStore:
     """`file://dir` (relative to the working directory, or absolute) or `s3://bucket/prefix`."""
     if spec.startswith("file://"):
         raw = spec[len("file://") :]
         return LocalStore(raw or ".")
     if spec.startswith("s3://"):
-        bucket = urlsplit(spec).netloc
-        raise ConfigError(f"OCR_STORE={spec!r}: the S3 store (bucket {bucket!r}) is not built yet")
+        parts = urlsplit(spec)
+        return S3Store(parts.netloc, parts.path, settings or Settings(store=spec))
     raise ConfigError(f"OCR_STORE must start with file:// or s3://, got {spec!r}")

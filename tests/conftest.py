@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +20,72 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]
         yield srv
     finally:
         srv.stop()
+
+
+# --- S3 (moto over real HTTP) and a function that stores its results there ----------------------------
+
+BUCKET = "ocr-bucket"
+RESULT_PREFIX = "results"
+S3_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing-secret"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    """A boto3 client for the moto server, with the test bucket created."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **S3_KEYS)
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def s3_env(endpoint: str, secret_file: Path) -> dict[str, str]:
+    """The function's S3 settings; the secret key comes from a mounted-secret style file."""
+    return {
+        "OCR_ENGINE": "rapidocr",
+        "OCR_STORE": f"s3://{BUCKET}/{RESULT_PREFIX}",
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_FORCE_PATH_STYLE": "true",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": S3_KEYS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY_FILE": str(secret_file),
+        "OCR_URL_EXPIRES_SEC": "600",
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) -> Iterator[FunctionServer]:  # type: ignore[no-untyped-def]
+    """One real function process storing results in the moto bucket, ready."""
+    tmp = tmp_path_factory.mktemp("function-s3")
+    secret = tmp / "aws-secret"
+    secret.write_text(S3_KEYS["aws_secret_access_key"] + "\n")
+    srv = FunctionServer(s3_env(moto_endpoint, secret), tmp / "server.log")
+    srv.start()
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def engine_calls(server: FunctionServer) -> float:
+    """How many times the server's engine ran OCR (the `ocr_engine_calls_total` counter)."""
+    import requests
+
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    match = re.search(r"^ocr_engine_calls_total (\S+)$", text, re.MULTILINE)
+    assert match, text
+    return float(match.group(1))

@@ -1,0 +1,281 @@
+"""Events in, reply events out: CloudEvents (binary and structured) and MinIO's plain-JSON webhook.
+
+An incoming event becomes either `Skip` (acknowledged, nothing to do: a delete, our own output, an
+unknown type) or `Work`: the documents it names — an object to read from S3, bytes it carries, or
+the JSON request body of our own request type. No OCR here; the transport runs the work through the
+service and asks this module for the reply.
+
+Storage notifications handled (see docs/events.md):
+- `Records[].s3` (AWS S3, MinIO, Ceph RGW, Cloud.ru), as CloudEvent data or MinIO's webhook body;
+  keys are URL-encoded by the sender and decoded here exactly once (`unquote_plus`);
+- Google Cloud Storage `google.cloud.storage.object.v1.finalized` (names not encoded);
+- Knative's AWS S3 IntegrationSource `dev.knative.eventing.aws-s3`, whose data is the object itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote_plus
+
+from cloudevents.conversion import to_binary
+from cloudevents.exceptions import GenericException as CloudEventError
+from cloudevents.http import CloudEvent, from_http
+
+from function.config import Settings
+from function.errors import BadRequest
+from function.store import OUTPUT_MARKER, ResultStore
+
+log = logging.getLogger(__name__)
+
+GCS_PREFIX = "google.cloud.storage.object.v1."
+GCS_FINALIZED = GCS_PREFIX + "finalized"
+KNATIVE_S3 = "dev.knative.eventing.aws-s3"
+KNATIVE_S3_SUBJECT = "aws-s3-source"  # the source's fixed default subject: not a key
+# Extensions that may carry the object key of a Knative S3 source event (ceOverrides, Camel headers).
+KEY_EXTENSIONS = ("key", "objectkey", "camelawss3key", "awss3key")
+MINIO_KEYS = ("EventName", "EventType", "Key")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An event as received: a CloudEvent, or MinIO's webhook body (`event` None)."""
+
+    id: str
+    source: str
+    type: str
+    subject: str | None
+    data: Any
+    event: CloudEvent | None = None
+
+    def extension(self, name: str) -> Any:
+        return self.event.get(name) if self.event is not None else None
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str | None
+    key: str
+    raw_key: str | None = None  # as the sender wrote it, if it was encoded
+
+    @property
+    def filename(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One document an event asks for: an object to read, bytes carried, or request fields."""
+
+    subject: str
+    obj: ObjectRef | None = None
+    data: bytes | None = None
+    filename: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Work:
+    items: list[Item]
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def is_cloudevent(headers: Mapping[str, str], mimetype: str) -> bool:
+    """Binary mode (`ce-*` headers) or structured mode; a plain JSON body is never taken for one."""
+    binary = any(name.lower() == "ce-specversion" for name, _ in headers.items())
+    return binary or mimetype.startswith("application/cloudevents")
+
+
+def is_storage_webhook(body: Any) -> bool:
+    """MinIO's webhook (`EventName`, `Key`, `Records`) or a bare S3 notification POSTed as JSON."""
+    return isinstance(body, dict) and isinstance(body.get("Records"), list)
+
+
+def read_cloudevent(headers: Mapping[str, str], body: bytes, mimetype: str) -> Incoming:
+    if mimetype.startswith("application/cloudevents-batch"):
+        raise BadRequest("batched CloudEvents are not supported; send one event per request")
+    try:
+        event = from_http(dict(headers), body)
+    except CloudEventError as exc:
+        raise BadRequest(f"not a valid CloudEvent: {exc}") from None
+    return Incoming(
+        id=str(event["id"]),
+        source=str(event["source"]),
+        type=str(event["type"]),
+        subject=event.get("subject"),
+        data=event.data,
+        event=event,
+    )
+
+
+def read_webhook(body: dict[str, Any]) -> Incoming:
+    records = body.get("Records") or [{}]
+    first = records[0] if isinstance(records[0], dict) else {}
+    response = first.get("responseElements") or {}
+    event_id = response.get("x-amz-request-id") or (first.get("s3") or {}).get("object", {}).get("sequencer")
+    return Incoming(
+        id=str(event_id or uuid.uuid4().hex),
+        source=str(first.get("eventSource") or "minio:s3"),
+        type=str(body.get("EventName") or body.get("EventType") or first.get("eventName") or ""),
+        subject=body.get("Key"),
+        data=body,
+    )
+
+
+# --- deciding --------------------------------------------------------------------------------------
+
+
+def plan(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
+    """What to do with an event: the documents to process, or why it is acknowledged and skipped."""
+    if incoming.type == settings.event_request_type:
+        return Work([_request_item(incoming)])
+    if incoming.type in (settings.event_completed_type, settings.event_failed_type):
+        return Skip(f"{incoming.type} is this function's own reply")
+    if incoming.type.startswith(GCS_PREFIX):
+        return _gcs(incoming, settings, store)
+    if incoming.type == KNATIVE_S3:
+        return _knative_s3(incoming, settings, store)
+    data = _json_data(incoming.data)
+    if is_storage_webhook(data):
+        return _records(data["Records"], settings, store)
+    return Skip(f"event type {incoming.type!r} is not one this function handles")
+
+
+def _request_item(incoming: Incoming) -> Item:
+    body = _json_data(incoming.data)
+    if not isinstance(body, dict):
+        raise BadRequest(f"a {incoming.type} event carries a JSON object like the JSON input form")
+    return Item(subject=incoming.subject or str(body.get("filename") or incoming.id), fields=body)
+
+
+def _records(records: list[Any], settings: Settings, store: ResultStore) -> Work | Skip:
+    items, skipped = [], []
+    for record in records:
+        name = str(record.get("eventName", "")) if isinstance(record, dict) else ""
+        if "ObjectCreated" not in name:
+            skipped.append(f"{name or 'an unnamed record'} is not an object creation")
+            continue
+        s3 = record.get("s3") or {}
+        raw_key = str((s3.get("object") or {}).get("key") or "")
+        if not raw_key:
+            skipped.append("a record names no object key")
+            continue
+        ref = ObjectRef(
+            bucket=(s3.get("bucket") or {}).get("name"), key=unquote_plus(raw_key), raw_key=raw_key
+        )
+        reason = _own_output(ref, settings, store) or _marked(s3.get("object") or {})
+        if reason:
+            skipped.append(reason)
+            continue
+        items.append(Item(subject=ref.key, obj=ref))
+    return Work(items) if items else Skip("; ".join(skipped) or "no records")
+
+
+def _gcs(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
+    if incoming.type != GCS_FINALIZED:
+        return Skip(f"{incoming.type} is not an object creation")
+    data = _json_data(incoming.data)
+    if not isinstance(data, dict) or not data.get("name"):
+        raise BadRequest("a storage.object.v1.finalized event needs data with 'bucket' and 'name'")
+    ref = ObjectRef(bucket=data.get("bucket"), key=str(data["name"]))  # GCS names are not encoded
+    reason = _own_output(ref, settings, store) or _marked(data)
+    return Skip(reason) if reason else Work([Item(subject=ref.key, obj=ref)])
+
+
+def _knative_s3(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
+    key = next((str(incoming.extension(n)) for n in KEY_EXTENSIONS if incoming.extension(n)), None)
+    if key is None and incoming.subject and incoming.subject != KNATIVE_S3_SUBJECT:
+        key = incoming.subject
+    if key is not None:
+        reason = _own_output(ObjectRef(bucket=None, key=key), settings, store)
+        if reason:
+            return Skip(reason)
+    filename = key.rsplit("/", 1)[-1] if key else incoming.id
+    return Work([Item(subject=key or incoming.id, data=_raw_bytes(incoming.data), filename=filename)])
+
+
+def _own_output(ref: ObjectRef, settings: Settings, store: ResultStore) -> str | None:
+    """A reason to skip an object this function wrote, or one under a configured skip prefix."""
+    if store.is_output(ref.bucket, ref.key):
+        return f"{ref.key!r} is under the result store's output prefix"
+    for prefix in settings.event_skip_prefixes:
+        full = f"{ref.bucket}/{ref.key}" if ref.bucket else ref.key
+        if ref.key.startswith(prefix + "/") or full.startswith(prefix + "/"):
+            return f"{ref.key!r} is under OCR_EVENT_SKIP_PREFIXES entry {prefix!r}"
+    return None
+
+
+def _marked(obj: Mapping[str, Any]) -> str | None:
+    """Objects we wrote carry user metadata `ocr-output: 1` (MinIO, GCS and Ceph report it)."""
+    meta = obj.get("userMetadata") or obj.get("metadata") or {}
+    if isinstance(meta, list):  # Ceph: [{"key": ..., "val": ...}]
+        meta = {str(m.get("key")): m.get("val") for m in meta if isinstance(m, dict)}
+    name, value = OUTPUT_MARKER
+    for k, v in meta.items():
+        if str(k).lower().removeprefix("x-amz-meta-") == name and str(v) == value:
+            return "the object carries this function's output marker"
+    return None
+
+
+def _json_data(data: Any) -> Any:
+    if isinstance(data, (bytes, str)):
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return data
+
+
+def _raw_bytes(data: Any) -> bytes:
+    """The object's bytes; the SDK hands back JSON-looking bodies parsed, so undo that."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode()
+    if data is None:
+        return b""
+    return json.dumps(data).encode()
+
+
+# --- replying --------------------------------------------------------------------------------------
+
+
+def reply(incoming: Incoming, items: list[Item], outcomes: list[dict[str, Any]], settings: Settings):  # type: ignore[no-untyped-def]
+    """The reply CloudEvent in binary mode: (headers, body). One document: its response or error;
+    several (a notification with several records): all of them under `documents`."""
+    failed = any(o.get("status") != "success" for o in outcomes)
+    if len(outcomes) == 1:
+        data: dict[str, Any] = outcomes[0]
+    else:
+        data = {"status": "failed" if failed else "success", "documents": outcomes}
+    attributes = {
+        "type": settings.event_failed_type if failed else settings.event_completed_type,
+        "source": settings.event_source,
+        "subject": items[0].subject if items else (incoming.subject or incoming.id),
+        "datacontenttype": "application/json",
+        # Correlation with the event that caused this one (CloudEvents has no standard attribute).
+        "correlationid": incoming.id,
+        "correlationsource": incoming.source,
+    }
+    headers, body = to_binary(CloudEvent(attributes, data))
+    return {name: _header_value(value) for name, value in headers.items()}, body
+
+
+def _header_value(value: str) -> str:
+    """CloudEvents HTTP binding: in `ce-*` headers, percent-encode space, '"', '%' and anything outside
+    printable ASCII (as UTF-8) — the SDK does not, and a Cyrillic object key would break the response."""
+    return quote(value, safe=_HEADER_SAFE)
+
+
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
