@@ -10,6 +10,7 @@ from function.engines.base import Engine, EngineLoadError, PageImage
 # name -> "module:Class"; heavy imports (onnxruntime, paddle) happen only for the chosen one.
 ENGINES = {
     "rapidocr": "function.engines.rapidocr:RapidOCREngine",
+    "paddleocr-vl": "function.engines.paddleocr_vl:PaddleOCRVLEngine",
 }
 
 
