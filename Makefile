@@ -1,0 +1,44 @@
+# Two commands: `make run` (the function on the CPU engine, results in ./output) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PORT   ?= 8080
+BIN    := $(VENV)/bin
+# The PaddleOCR-VL adapter tests use the real paddleocr/paddlex classes, in a venv of their own:
+# paddlex pins an OpenCV build that would overwrite the CPU engines' cv2 module.
+PVENV  ?= .venv-paddle
+
+.PHONY: run test lint system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.cpu: $(BIN)/python requirements.txt requirements-cpu.txt
+	$(BIN)/pip install -q -r requirements-cpu.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.cpu requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(PVENV)/.paddle: requirements.txt requirements-paddle.txt
+	$(PYTHON) -m venv $(PVENV)
+	$(PVENV)/bin/pip install -q -r requirements-paddle.txt
+	touch $@
+
+system-deps:
+	bash scripts/system-deps.sh
+
+run: system-deps $(VENV)/.cpu
+	WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/functions-framework --source handler.py --target handle --port $(PORT)
+
+test: system-deps $(VENV)/.dev $(PVENV)/.paddle
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+	$(PVENV)/bin/python -m pytest -q tests/test_engine_paddleocr_vl.py
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(PVENV) output
