@@ -18,7 +18,7 @@ from function.config import ENV as CORE_ENV
 from function.engines.paddleocr_vl import ENV as VL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = ["Dockerfile", "Dockerfile.cpu"]
+DOCKERFILES = ["Dockerfile", "Dockerfile.cpu", "openfaas/Dockerfile"]
 GPU_BASE = "ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-gpu-sm120-offline"
 # Variables the serving command itself reads (functions-framework and gunicorn), not our settings.
 SERVING_ENV = {"WORKERS", "THREADS", "PORT", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
