@@ -97,21 +97,28 @@ _POSITIVE = {
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    secrets = {var: raw for var in SECRET_FILES if (raw := _secret_file(var, env)) is not None}
+    values = parse_env(ENV, {**env, **secrets})
+    for var, (name, _) in ENV.items():
+        if name in _POSITIVE and name in values and values[name] <= 0:
+            raise ConfigError(f"{var} must be greater than 0, got {values[name]!r}")
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def parse_env(table: Mapping[str, tuple[str, Any]], env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings fields from the variables of `table` that are set; a bad value names its variable."""
     values: dict[str, Any] = {}
-    for var, (name, parse) in ENV.items():
-        raw = _secret_file(var, env) if var in SECRET_FILES else None
-        raw = env.get(var) if raw is None else raw
+    for var, (name, parse) in table.items():
+        raw = env.get(var)
         if raw is None or raw.strip() == "":
             continue
         try:
             values[name] = parse(raw.strip())
         except ValueError:
             raise ConfigError(f"{var}={raw!r} is not a valid {parse.__name__}") from None
-        if name in _POSITIVE and values[name] <= 0:
-            raise ConfigError(f"{var} must be greater than 0, got {raw!r}")
-    settings = Settings(**values)
-    _check(settings)
-    return settings
+    return values
 
 
 def _secret_file(var: str, env: Mapping[str, str]) -> str | None:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from function.config import Settings
+from function.config import Settings, parse_env
 from function.document import MARGINAL_LABELS, BBox, Block, Document, Page
 from function.engines.base import Engine, EngineLoadError, PageImage
 from function.errors import ConfigError, UpstreamFailed
@@ -187,17 +187,7 @@ _SERVER_ONLY = ("server_url", "server_model_name", "server_api_key", "server_max
 
 
 def load_vl_settings(environ: Mapping[str, str] | None = None) -> VLSettings:
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for var, (name, parse) in ENV.items():
-        raw = env.get(var)
-        if raw is None or raw.strip() == "":
-            continue
-        try:
-            values[name] = parse(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{var}={raw!r} is not a valid {parse.__name__}") from None
-    settings = VLSettings(**values)
+    settings = VLSettings(**parse_env(ENV, os.environ if environ is None else environ))
     _check(settings)
     return settings
 
