@@ -11,6 +11,7 @@ from function.engines.base import Engine, EngineLoadError, PageImage
 ENGINES = {
     "rapidocr": "function.engines.rapidocr:RapidOCREngine",
     "paddleocr-vl": "function.engines.paddleocr_vl:PaddleOCRVLEngine",
+    "tesseract": "function.engines.tesseract:TesseractEngine",
 }
 
 

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from function.document import MARGINAL_LABELS, BBox, Block, Cell, Table, TextLine
+from function.document import MARGINAL_LABELS, BBox, Block, Cell, Page, Table, TextLine
 from function.engines.base import EngineLoadError
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,48 @@ class LayoutModel:
         self.detect(np.full((256, 192, 3), 255, dtype=np.uint8))
 
 
+# ---------------------------------------------------------------- one page, any OCR
+
+
+def analyse_page(
+    rgb: np.ndarray,
+    page_index: int,
+    layout: LayoutModel,
+    read_lines: LineReader,
+    read_crop: LineReader,
+    read_text: TextReader | None = None,
+) -> Page:
+    """A page's blocks from an engine's OCR callbacks: the steps every CPU engine shares.
+
+    `read_lines` reads the whole page, `read_crop` a layout region the page pass found empty, and
+    `read_text` one line piece of a table cell (see `build_blocks`).
+    """
+    started = time.perf_counter()
+    lines = read_lines(rgb)
+    read = time.perf_counter()
+    regions = layout.detect(rgb)
+    lines += reread_empty_regions(rgb, regions, lines, read_crop)
+    laid_out = time.perf_counter()
+    blocks = build_blocks(rgb, regions, lines, page_index=page_index, read_text=read_text)
+    log.debug(
+        "page %s: %s lines in %.2f s, %s regions in %.2f s, %s blocks in %.2f s",
+        page_index,
+        len(lines),
+        read - started,
+        len(regions),
+        laid_out - read,
+        len(blocks),
+        time.perf_counter() - laid_out,
+    )
+    height, width = rgb.shape[:2]
+    return Page(index=page_index, width=width, height=height, blocks=blocks)
+
+
 # ---------------------------------------------------------------- box geometry
+
+
+def shift_box(b: BBox, dx: int, dy: int) -> BBox:
+    return (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy)
 
 
 def _int_box(box: Sequence[float]) -> BBox:
@@ -588,7 +630,7 @@ def reread_empty_regions(
         pad = max(8, _height(region.bbox) // 2)
         x0, y0, x1, y1 = _clip(_grow(region.bbox, pad), width, height)
         for line in read_lines(np.ascontiguousarray(rgb[y0:y1, x0:x1])):
-            box = (line.bbox[0] + x0, line.bbox[1] + y0, line.bbox[2] + x0, line.bbox[3] + y0)
+            box = shift_box(line.bbox, x0, y0)
             new = TextLine(line.text, box, line.score)
             # Only what lies in this region, and not what another line already gave.
             if _covered(box, region.bbox) >= 0.5 and not any(

@@ -25,10 +25,10 @@ from function.engines.base import Engine, EngineLoadError, PageImage
 from function.engines.layout import (
     LayoutModel,
     adopt_loggers,
-    build_blocks,
+    analyse_page,
     cpu_threads,
     layout_settings,
-    reread_empty_regions,
+    shift_box,
 )
 from function.options import Options
 
@@ -154,27 +154,9 @@ class RapidOCREngine(Engine):
         return Document(pages=[self._page(page) for page in pages])
 
     def _page(self, page: PageImage) -> Page:
-        rgb = np.asarray(page.image.convert("RGB"))
-        started = time.perf_counter()
-        lines = self.read_lines(rgb)
-        read = time.perf_counter()
         assert self._layout is not None
-        regions = self._layout.detect(rgb)
-        lines += reread_empty_regions(rgb, regions, lines, self.read_crop)
-        laid_out = time.perf_counter()
-        blocks = build_blocks(rgb, regions, lines, page_index=page.index, read_text=self.read_text)
-        log.debug(
-            "page %s: %s lines in %.2f s, %s regions in %.2f s, %s blocks in %.2f s",
-            page.index,
-            len(lines),
-            read - started,
-            len(regions),
-            laid_out - read,
-            len(blocks),
-            time.perf_counter() - laid_out,
-        )
-        height, width = rgb.shape[:2]
-        return Page(index=page.index, width=width, height=height, blocks=blocks)
+        rgb = np.asarray(page.image.convert("RGB"))
+        return analyse_page(rgb, page.index, self._layout, self.read_lines, self.read_crop, self.read_text)
 
     def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
         """Text lines of an RGB image, boxes in its pixels (rapidocr maps back from any shrinking)."""
@@ -205,7 +187,7 @@ class RapidOCREngine(Engine):
         canvas = np.full((max(CANVAS, h + 2 * CROP_PAD), max(CANVAS, w + 2 * CROP_PAD), 3), 255, np.uint8)
         canvas[CROP_PAD : CROP_PAD + h, CROP_PAD : CROP_PAD + w] = crop
         return [
-            TextLine(ln.text, _shift(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score)
+            TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score)
             for ln in self.read_lines(canvas)
         ]
 
@@ -227,10 +209,6 @@ class RapidOCREngine(Engine):
 def _not_an_empty_page(record: logging.LogRecord) -> bool:
     """rapidocr warns about every page (or table cell) without text; that is no news."""
     return "result is empty" not in record.getMessage()
-
-
-def _shift(b: BBox, dx: int, dy: int) -> BBox:
-    return (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy)
 
 
 def _axis_aligned(points: np.ndarray, width: int, height: int) -> BBox:

@@ -1,0 +1,272 @@
+"""Tesseract engine (CPU): Russian and English text through tesserocr, blocks from the shared layout module.
+
+Tesseract reads each whole page once (its own page segmentation, word boxes and confidences); the
+words become text lines, which the layout module (`analyse_page`) groups into labelled blocks,
+titles, a column-aware reading order and ruled-table cells, as for the `rapidocr` engine.
+
+Binding: `tesserocr` (the API stays loaded between pages) measured 1.5x faster than `pytesseract`
+(a `tesseract` process per page) with OpenMP off, 4x with the Debian CLI's default threads on 2
+cores (see BENCHMARKS.md). Its wheel brings libtesseract; the language data (`*.traineddata`) come
+from Debian's `tesseract-ocr-*` packages.
+
+Settings come from the environment once (`ENV` below). Requests pick languages with `lang`: `ru`,
+`en` or Tesseract codes, joined with `+` (`rus+eng`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from function.config import Settings
+from function.document import BBox, Document, Page, TextLine
+from function.engines.base import Engine, EngineLoadError, PageImage
+from function.engines.layout import LayoutModel, analyse_page, cpu_threads, layout_settings, shift_box
+from function.errors import ConfigError
+from function.options import Options
+
+log = logging.getLogger(__name__)
+
+# variable -> (attribute, parser): read once, in the constructor.
+ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "OCR_TESSERACT_LANGS": ("langs", str),
+}
+DEFAULT_LANGS = "rus+eng"
+# Short names a request may use; anything else is a Tesseract code (`rus`, `eng`, `deu`, ...).
+ALIASES = {"ru": "rus", "en": "eng"}
+# traineddata that are not languages: orientation/script detection, equations.
+NOT_LANGUAGES = frozenset({"osd", "equ"})
+TESSDATA_DIRS = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tessdata",
+    "/usr/local/share/tessdata",
+)
+_LANGS_RE = re.compile(r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
+
+CROP_PAD = 12  # white border around a crop: Tesseract misreads glyphs that touch the image edge
+# Sauvola (local) binarisation: the default global Otsu loses whole noisy, low-contrast pages
+# (measured: a damaged Russian page CER 1.0 with Otsu, 0.003 with Sauvola; see BENCHMARKS.md).
+THRESHOLDING_METHOD = 2
+MIN_WORD_CONF = 10.0  # words Tesseract is less sure of are noise (specks, rules read as "|")
+_RULE_CHARS = re.compile(r"^[|\[\]_\-—–=~.,:;'\"`!()/\\]+$")  # what table rules and specks read as
+
+
+def normalise_langs(value: str) -> str:
+    """`ru+en` -> `rus+eng`: aliases resolved, duplicates dropped, order kept (it sets priority)."""
+    codes = [ALIASES.get(part.strip().lower(), part.strip()) for part in value.split("+")]
+    return "+".join(dict.fromkeys(codes))
+
+
+def find_tessdata(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The folder of `*.traineddata`: `TESSDATA_PREFIX` (as Tesseract reads it), else Debian's."""
+    env = os.environ if environ is None else environ
+    prefix = env.get("TESSDATA_PREFIX")
+    candidates = [Path(prefix), Path(prefix) / "tessdata"] if prefix else []
+    candidates += [Path(d) for d in TESSDATA_DIRS]
+    return next((d for d in candidates if any(d.glob("*.traineddata"))), None)
+
+
+def installed_languages(tessdata: Path | None) -> list[str]:
+    if tessdata is None:
+        return []
+    return sorted(p.stem for p in tessdata.glob("*.traineddata") if p.stem not in NOT_LANGUAGES)
+
+
+class TesseractEngine(Engine):
+    name = "tesseract"
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings)
+        env = os.environ if environ is None else environ
+        raw = (env.get("OCR_TESSERACT_LANGS") or "").strip() or DEFAULT_LANGS
+        if not _LANGS_RE.match(raw):
+            raise ConfigError(f"OCR_TESSERACT_LANGS must look like 'rus+eng' or 'ru+en', got {raw!r}")
+        self.langs = normalise_langs(raw)
+        self.psm = 3  # fully automatic page segmentation: Tesseract finds the lines of the page
+        self.layout_conf_thresh = 0.5
+        self.layout_iou_thresh = 0.5
+        self.tessdata = find_tessdata(env)
+        self._apis: dict[str, Any] = {}  # langs -> tesserocr.PyTessBaseAPI
+        self._locks: dict[str, threading.Lock] = {}  # one call at a time per API (it is stateful)
+        self._guard = threading.Lock()
+        self._layout: LayoutModel | None = None
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        if self.tessdata is None:
+            raise EngineLoadError(
+                "no Tesseract language data (*.traineddata) found in TESSDATA_PREFIX or "
+                f"{', '.join(TESSDATA_DIRS)}; install tesseract-ocr-rus and tesseract-ocr-eng"
+            )
+        missing = [c for c in self.langs.split("+") if c not in self.languages()]
+        if missing:
+            raise EngineLoadError(
+                f"OCR_TESSERACT_LANGS={self.langs!r}: {'+'.join(missing)} not installed in {self.tessdata}; "
+                f"installed: {', '.join(installed_languages(self.tessdata))}"
+            )
+        self._api(self.langs)
+        self._layout = LayoutModel(
+            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=cpu_threads()
+        )
+        self._warm_up()
+        log.info(
+            "tesseract engine loaded in %.2f s (%s from %s)",
+            time.perf_counter() - started,
+            self.langs,
+            self.tessdata,
+        )
+
+    def _api(self, langs: str) -> Any:
+        """The loaded API for a language set; built once (about 0.3 s for rus+eng) and kept."""
+        with self._guard:
+            if langs not in self._apis:
+                self._apis[langs] = _build_api(self.tessdata, langs, self.psm)
+                self._locks[langs] = threading.Lock()
+            return self._apis[langs]
+
+    def _warm_up(self) -> None:
+        assert self._layout is not None
+        self._layout.warm_up()
+        self.read_lines(np.full((64, 256, 3), 255, dtype=np.uint8))
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def version(self) -> str:
+        import tesserocr
+
+        lib = tesserocr.tesseract_version().split()[1]
+        binding, layout = (importlib.metadata.version(p) for p in ("tesserocr", "rapid-layout"))
+        return f"tesseract {lib} (tesserocr {binding}); rapid-layout {layout}"
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "langs": self.langs,
+            "psm": self.psm,
+            "min_word_conf": MIN_WORD_CONF,
+            "thresholding_method": THRESHOLDING_METHOD,
+            **layout_settings(self.layout_conf_thresh, self.layout_iou_thresh),
+        }
+
+    def languages(self) -> list[str]:
+        """Installed codes and the aliases of installed ones: what `lang` may name, joined with +."""
+        codes = installed_languages(self.tessdata)
+        return sorted(codes + [alias for alias, code in ALIASES.items() if code in codes])
+
+    # ------------------------------------------------------------ OCR
+
+    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
+        if self._layout is None:
+            raise RuntimeError("tesseract engine used before load()")
+        langs = normalise_langs(options.lang) if options.lang else self.langs
+        return Document(pages=[self._page(page, langs) for page in pages])
+
+    def _page(self, page: PageImage, langs: str) -> Page:
+        assert self._layout is not None
+        rgb = np.asarray(page.image.convert("RGB"))
+        return analyse_page(
+            rgb,
+            page.index,
+            self._layout,
+            lambda image: self.read_lines(image, langs),
+            lambda crop: self.read_crop(crop, langs),
+            lambda crop: self.read_text(crop, langs),
+        )
+
+    def read_lines(self, rgb: np.ndarray, langs: str | None = None, psm: int | None = None) -> list[TextLine]:
+        """Text lines of an RGB image (boxes in its pixels), built from Tesseract's words."""
+        langs = langs or self.langs
+        api = self._api(langs)
+        with self._locks[langs]:
+            api.SetPageSegMode(self.psm if psm is None else psm)
+            api.SetImage(Image.fromarray(rgb))
+            api.Recognize()
+            return _lines(api)
+
+    def read_crop(self, crop: np.ndarray, langs: str | None = None) -> list[TextLine]:
+        """Lines of a layout region, read on a white border as one block of text (PSM 6)."""
+        padded = _pad(crop, CROP_PAD)
+        lines = self.read_lines(padded, langs, psm=6)
+        return [TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score) for ln in lines]
+
+    def read_text(self, crop: np.ndarray, langs: str | None = None) -> tuple[str, float | None]:
+        """The one line of text in an RGB crop (a table cell's piece of a line), PSM 7."""
+        if crop.shape[0] < 4 or crop.shape[1] < 4:
+            return "", None
+        lines = self.read_lines(_pad(crop, CROP_PAD), langs, psm=7)
+        if not lines:
+            return "", None
+        scores = [ln.score for ln in lines if ln.score is not None]
+        return " ".join(ln.text for ln in lines), (sum(scores) / len(scores) if scores else None)
+
+
+def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
+    try:
+        import tesserocr
+    except ImportError as exc:
+        raise EngineLoadError(f"the tesseract engine needs the package tesserocr: {exc}") from exc
+    try:
+        # The wheel's own default data path is "./": always pass Debian's (with a trailing slash).
+        api = tesserocr.PyTessBaseAPI(path=f"{tessdata}/", lang=langs, psm=psm)
+    except RuntimeError as exc:
+        raise EngineLoadError(f"Tesseract could not load {langs!r} from {tessdata}: {exc}") from exc
+    api.SetVariable("thresholding_method", str(THRESHOLDING_METHOD))
+    return api
+
+
+def _pad(crop: np.ndarray, pad: int) -> np.ndarray:
+    h, w = crop.shape[:2]
+    canvas = np.full((h + 2 * pad, w + 2 * pad, 3), 255, dtype=np.uint8)
+    canvas[pad : pad + h, pad : pad + w] = crop
+    return canvas
+
+
+def _lines(api: Any) -> list[TextLine]:
+    """Words of the last recognition grouped into Tesseract's text lines: box union, mean confidence."""
+    from tesserocr import RIL, iterate_level
+
+    lines: list[list[tuple[str, BBox, float]]] = []
+    iterator = api.GetIterator()
+    if iterator is None:  # nothing on the image
+        return []
+    for word in iterate_level(iterator, RIL.WORD):
+        if word.Empty(RIL.WORD):  # a blank image still yields one empty position
+            continue
+        if word.IsAtBeginningOf(RIL.TEXTLINE) or not lines:
+            lines.append([])
+        text = (word.GetUTF8Text(RIL.WORD) or "").strip()
+        box = word.BoundingBox(RIL.WORD)
+        conf = float(word.Confidence(RIL.WORD))
+        if text and box and _is_word(text, conf):
+            lines[-1].append((text, tuple(int(v) for v in box), conf))  # type: ignore[arg-type]
+    return [_line(words) for words in lines if words]
+
+
+def _is_word(text: str, conf: float) -> bool:
+    """Tesseract reads rules and specks as low-confidence punctuation; real text keeps its word."""
+    return conf >= MIN_WORD_CONF and not (conf < 60 and _RULE_CHARS.match(text))
+
+
+def _line(words: list[tuple[str, BBox, float]]) -> TextLine:
+    boxes = [b for _, b, _ in words]
+    bbox = (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+    score = sum(c for _, _, c in words) / len(words) / 100
+    return TextLine(" ".join(t for t, _, _ in words), bbox, round(score, 4))

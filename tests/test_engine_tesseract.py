@@ -1,0 +1,121 @@
+"""The tesseract engine on rendered pages with known text: Russian, mixed scripts, tables, languages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from function.config import Settings
+from function.document import Page
+from function.engines import ENGINES, EngineLoadError
+from function.engines.base import PageImage
+from function.engines.tesseract import ENV, TesseractEngine, find_tessdata, normalise_langs
+from function.errors import ConfigError
+from function.options import Options
+from tests.synthetic import cer, english_page, table_page, two_column_page
+
+CYRILLIC = set("абвгдежзийклмнопрстуфхцчшщъыьэюя")
+
+
+@pytest.fixture(scope="module")
+def engine() -> TesseractEngine:
+    eng = TesseractEngine(Settings(), environ={})
+    eng.load()
+    return eng
+
+
+def _page(engine: TesseractEngine, image: Image.Image, lang: str | None = None) -> Page:
+    return engine.predict([PageImage(0, image)], Options(lang=lang)).pages[0]
+
+
+def _text(page: Page) -> str:
+    return " ".join(b.text for b in page.ordered_blocks())
+
+
+def test_registered_and_env_documented() -> None:
+    assert ENGINES["tesseract"] == "function.engines.tesseract:TesseractEngine"
+    assert set(ENV) == {"OCR_TESSERACT_LANGS"}
+
+
+def test_russian_page_reads_with_low_cer(engine: TesseractEngine) -> None:
+    page = english_page(seed=4, lang="ru")
+    got = _page(engine, page.image)
+    assert cer(page.text, _text(got)) < 0.02
+    assert next(b.label for b in got.ordered_blocks()) == "doc_title"
+
+
+def test_words_have_boxes_and_confidences(engine: TesseractEngine) -> None:
+    page = english_page(seed=4, lang="ru")
+    blocks = _page(engine, page.image).blocks
+    lines = [ln for b in blocks for ln in b.lines]
+    assert len(lines) >= 10
+    for line in lines:
+        x0, y0, x1, y1 = line.bbox
+        assert 0 <= x0 < x1 <= page.image.width and 0 <= y0 < y1 <= page.image.height
+        assert line.score is not None and 0.5 < line.score <= 1.0
+
+
+def test_mixed_scripts_keep_both(engine: TesseractEngine) -> None:
+    page = english_page(seed=2, lang="mixed")
+    text = _text(_page(engine, page.image))
+    assert cer(page.text, text) < 0.03
+    latin = {w for w in page.text.split() if w.isascii() and w.isalpha() and len(w) > 3}
+    assert latin and latin <= set(text.replace(".", " ").replace(",", " ").split())
+    assert CYRILLIC & set(text.lower())
+
+
+def test_two_russian_columns_in_order(engine: TesseractEngine) -> None:
+    page = two_column_page(seed=3, lang="ru")
+    text = _text(_page(engine, page.image))
+    positions = [text.find(" ".join(b.text.split()[:3])) for b in page.blocks]
+    assert -1 not in positions and positions == sorted(positions), (positions, text)
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_ruled_table_cells_in_place(engine: TesseractEngine, lang: str) -> None:
+    page = table_page(rows=4, cols=4, seed=3, lang=lang)  # a header row + 4 rows: 5 x 4 cells
+    truth = page.blocks[-1].cells
+    table = next(b.table for b in _page(engine, page.image, lang=lang).blocks if b.table is not None)
+    assert (table.n_rows, table.n_cols) == (5, 4)
+    assert table.grid() == truth
+
+
+def test_languages_and_aliases(engine: TesseractEngine) -> None:
+    assert {"ru", "rus", "en", "eng"} <= set(engine.languages())
+    assert "osd" not in engine.languages()
+    assert normalise_langs("ru+en") == "rus+eng" == normalise_langs("rus+eng+ru")
+
+
+def test_default_langs_from_env() -> None:
+    assert TesseractEngine(Settings(), environ={}).langs == "rus+eng"
+    assert TesseractEngine(Settings(), environ={"OCR_TESSERACT_LANGS": "en"}).langs == "eng"
+    with pytest.raises(ConfigError, match="OCR_TESSERACT_LANGS"):
+        TesseractEngine(Settings(), environ={"OCR_TESSERACT_LANGS": "rus,eng"})
+
+
+def test_uninstalled_default_language_is_a_load_error() -> None:
+    engine = TesseractEngine(Settings(), environ={"OCR_TESSERACT_LANGS": "deu"})
+    with pytest.raises(EngineLoadError, match=r"deu not installed.*installed: eng, rus"):
+        engine.load()
+
+
+def test_missing_tessdata_is_a_load_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("function.engines.tesseract.TESSDATA_DIRS", ())
+    assert find_tessdata({"TESSDATA_PREFIX": str(tmp_path)}) is None
+    engine = TesseractEngine(Settings(), environ={"TESSDATA_PREFIX": str(tmp_path)})
+    with pytest.raises(EngineLoadError, match="tesseract-ocr-rus"):
+        engine.load()
+
+
+def test_fingerprint_follows_langs() -> None:
+    a = TesseractEngine(Settings(), environ={})
+    b = TesseractEngine(Settings(), environ={"OCR_TESSERACT_LANGS": "ru+en"})
+    c = TesseractEngine(Settings(), environ={"OCR_TESSERACT_LANGS": "eng"})
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert a.version.startswith("tesseract 5")
+
+
+def test_blank_page_has_no_blocks(engine: TesseractEngine) -> None:
+    assert _page(engine, Image.new("RGB", (600, 800), "white")).blocks == []
