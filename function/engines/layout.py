@@ -24,11 +24,12 @@ import numpy as np
 
 from function.document import MARGINAL_LABELS, BBox, Block, Cell, Page, Table, TextLine
 from function.engines.base import EngineLoadError
+from function.engines.deskew import deskew
 
 log = logging.getLogger(__name__)
 
 # Bump when a change in this module changes output: it goes into the engines' fingerprints.
-LAYOUT_RULES_VERSION = "1"
+LAYOUT_RULES_VERSION = "2"  # 2: pages are deskewed before OCR
 
 LAYOUT_MODEL_FILE = "layout_cdla.onnx"
 
@@ -234,6 +235,7 @@ def analyse_page(
     `read_text` one line piece of a table cell (see `build_blocks`).
     """
     started = time.perf_counter()
+    rgb = deskew(rgb)  # block boxes are then in the pixels of the straightened page
     lines = read_lines(rgb)
     read = time.perf_counter()
     regions = layout.detect(rgb)
