@@ -7,6 +7,7 @@ their own labels into it. Coordinates are pixels of the page image the engine sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 BBox = tuple[int, int, int, int]  # x0, y0, x1, y1
 
@@ -110,3 +111,6 @@ class Document:
     # An engine may bring its own Markdown (PaddleOCR-VL does); otherwise it is rendered
     # from the blocks.
     markdown: str | None = None
+    # The crops the Markdown links to (`Block.image`): relative path -> PIL image, stored next to
+    # the Markdown so the links resolve. Not part of the JSON.
+    images: dict[str, Any] = field(default_factory=dict)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import re
+from urllib.parse import urljoin
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image, ImageDraw
 
 from tests.server import FunctionServer
 from tests.synthetic import (
@@ -94,3 +97,39 @@ def test_pdf_page_selection(server: FunctionServer) -> None:
     markdown = body["content"]["markdown"]
     assert "Alpha" not in markdown
     assert markdown.index("Bravo mountain survey") < markdown.index("Charlie forest census")
+
+
+def figure_page() -> bytes:
+    """Two paragraphs with a picture between them (gradient and shapes, no text)."""
+    page = page_with_text(
+        [
+            "The chart below shows the water demand by month for the whole city and its districts.",
+            "After the figure the report continues with a discussion of the causes of the growth.",
+        ],
+        title="Water demand",
+    ).image.copy()
+    pixels = np.zeros((420, 700, 3), np.uint8)
+    pixels[..., 0] = np.linspace(40, 220, 700)[None, :]
+    pixels[..., 1] = np.linspace(200, 60, 420)[:, None]
+    pixels[..., 2] = 120
+    picture = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(picture)
+    for i in range(8):
+        x, y = 40 + i * 70, 100 + (i % 3) * 60
+        draw.ellipse([x, y, x + 80, y + 80], fill=(250, 230, 40), outline="black")
+    page.paste(picture, (270, 700))
+    buf = io.BytesIO()
+    page.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_figures_are_cropped_next_to_the_markdown(server: FunctionServer) -> None:
+    body = ocr_page(server, figure_page(), "figure.png")
+    figure = next(b for b in body["content"]["json"]["pages"][0]["blocks"] if b["label"] == "image")
+    link = figure["image"]
+    assert f"![image]({link})" in body["content"]["markdown"]
+    # The link resolves relative to the Markdown's own URL, as a Markdown viewer would resolve it.
+    crop = requests.get(urljoin(body["results"]["markdown"]["url"], link), timeout=10)
+    assert crop.status_code == 200 and crop.headers["Content-Type"] == "image/jpeg"
+    x0, y0, x1, y1 = figure["bbox"]
+    assert Image.open(io.BytesIO(crop.content)).size == (x1 - x0, y1 - y0)

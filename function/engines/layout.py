@@ -15,21 +15,32 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
-from function.document import MARGINAL_LABELS, BBox, Block, Cell, Page, Table, TextLine
+from function.document import (
+    IMAGE_LABELS,
+    MARGINAL_LABELS,
+    BBox,
+    Block,
+    Cell,
+    Document,
+    Page,
+    Table,
+    TextLine,
+)
 from function.engines.base import EngineLoadError
 from function.engines.deskew import deskew
 
 log = logging.getLogger(__name__)
 
 # Bump when a change in this module changes output: it goes into the engines' fingerprints.
-LAYOUT_RULES_VERSION = "2"  # 2: pages are deskewed before OCR
+LAYOUT_RULES_VERSION = "3"  # 2: pages deskewed before OCR; 3: figure crops
 
 LAYOUT_MODEL_FILE = "layout_cdla.onnx"
 
@@ -228,8 +239,9 @@ def analyse_page(
     read_lines: LineReader,
     read_crop: LineReader,
     read_text: TextReader | None = None,
-) -> Page:
-    """A page's blocks from an engine's OCR callbacks: the steps every CPU engine shares.
+) -> tuple[Page, dict[str, Image.Image]]:
+    """A page's blocks and its figures' crops, from an engine's OCR callbacks: the steps every CPU
+    engine shares.
 
     `read_lines` reads the whole page, `read_crop` a layout region the page pass found empty, and
     `read_text` one line piece of a table cell (see `build_blocks`).
@@ -253,7 +265,29 @@ def analyse_page(
         time.perf_counter() - laid_out,
     )
     height, width = rgb.shape[:2]
-    return Page(index=page_index, width=width, height=height, blocks=blocks)
+    page = Page(index=page_index, width=width, height=height, blocks=blocks)
+    return page, crop_figures(rgb, page_index, blocks)
+
+
+def crop_figures(rgb: np.ndarray, page_index: int, blocks: list[Block]) -> dict[str, Image.Image]:
+    """Crops of the picture blocks, for the Markdown to show; each block's `image` names its crop."""
+    crops = {}
+    for block in blocks:
+        x0, y0, x1, y1 = block.bbox
+        if block.label not in IMAGE_LABELS or x1 <= x0 or y1 <= y0:
+            continue
+        block.image = f"imgs/page{page_index + 1}_{block.label}_{block.id}.jpg"
+        crops[block.image] = Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+    return crops
+
+
+def collect(pages: Iterable[tuple[Page, dict[str, Image.Image]]]) -> Document:
+    """One Document from `analyse_page` results, taken one page at a time."""
+    document = Document(pages=[])
+    for page, crops in pages:
+        document.pages.append(page)
+        document.images.update(crops)
+    return document
 
 
 # ---------------------------------------------------------------- box geometry

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rapidocr
+from PIL import Image
 from rapidocr import RapidOCR
 
 from function.config import Settings
@@ -26,6 +27,7 @@ from function.engines.layout import (
     LayoutModel,
     adopt_loggers,
     analyse_page,
+    collect,
     cpu_threads,
     layout_settings,
     shift_box,
@@ -151,9 +153,9 @@ class RapidOCREngine(Engine):
     def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
         if self._ocr is None or self._layout is None:
             raise RuntimeError("rapidocr engine used before load()")
-        return Document(pages=[self._page(page) for page in pages])
+        return collect(self._page(page) for page in pages)
 
-    def _page(self, page: PageImage) -> Page:
+    def _page(self, page: PageImage) -> tuple[Page, dict[str, Image.Image]]:
         assert self._layout is not None
         rgb = np.asarray(page.image.convert("RGB"))
         return analyse_page(rgb, page.index, self._layout, self.read_lines, self.read_crop, self.read_text)

@@ -31,7 +31,14 @@ from PIL import Image
 from function.config import Settings
 from function.document import BBox, Document, Page, TextLine
 from function.engines.base import Engine, EngineLoadError, PageImage
-from function.engines.layout import LayoutModel, analyse_page, cpu_threads, layout_settings, shift_box
+from function.engines.layout import (
+    LayoutModel,
+    analyse_page,
+    collect,
+    cpu_threads,
+    layout_settings,
+    shift_box,
+)
 from function.errors import ConfigError
 from function.options import Options
 
@@ -172,9 +179,9 @@ class TesseractEngine(Engine):
         if self._layout is None:
             raise RuntimeError("tesseract engine used before load()")
         langs = normalise_langs(options.lang) if options.lang else self.langs
-        return Document(pages=[self._page(page, langs) for page in pages])
+        return collect(self._page(page, langs) for page in pages)
 
-    def _page(self, page: PageImage, langs: str) -> Page:
+    def _page(self, page: PageImage, langs: str) -> tuple[Page, dict[str, Image.Image]]:
         assert self._layout is not None
         rgb = np.asarray(page.image.convert("RGB"))
         return analyse_page(
