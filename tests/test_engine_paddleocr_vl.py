@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from function.config import load_settings
+from function.document import Document
 from function.engines import ENGINES, create_engine
 from function.engines import paddleocr_vl as vl_mod
 from function.engines.base import EngineLoadError, PageImage
@@ -29,7 +30,6 @@ from function.engines.paddleocr_vl import (
     CONSTRUCTOR_ARGS,
     ENV,
     PaddleOCRVLEngine,
-    VLDocument,
     VLSettings,
     load_vl_settings,
 )
@@ -520,9 +520,9 @@ def test_paddleocr_3_3_has_no_pipeline_version(paddle: Any, built: Built, tmp_pa
 # ------------------------------------------------ pages through the adapter
 
 
-def run(engine: PaddleOCRVLEngine, pages: list[PageImage]) -> VLDocument:
+def run(engine: PaddleOCRVLEngine, pages: list[PageImage]) -> Document:
     doc = engine.predict(iter(pages), Options())
-    assert isinstance(doc, VLDocument)
+    assert isinstance(doc, Document)
     return doc
 
 

@@ -11,7 +11,7 @@ PaddleX's own `block_order` leaves tables, images and captions unnumbered, which
 from our reading order. The Markdown is PaddleOCR-VL's own, pages joined by the package's
 `concatenate_markdown_pages` (after `restructure_pages` when configured). It references image crops
 by paths relative to the Markdown file (`imgs/...`); the crops themselves are in
-`VLDocument.images` (path -> RGB image), and `Block.image` holds the same path.
+`Document.images` (path -> RGB image), and `Block.image` holds the same path.
 
 Concurrency: PaddleX's own server runs all inference of a pipeline on one thread ("We work around a
 bug in Paddle Inference by performing all inference in the same thread", basic_serving/_app.py),
@@ -210,19 +210,6 @@ def _check(s: VLSettings) -> None:
             raise ConfigError(f"{_VAR[name]} must be 1 or more, got {value}")
     if s.layout_threshold is not None and not 0 <= s.layout_threshold <= 1:
         raise ConfigError(f"PADDLEOCR_VL_LAYOUT_THRESHOLD must be between 0 and 1, got {s.layout_threshold}")
-
-
-# ---------------------------------------------------------------- the document
-
-
-@dataclass
-class VLDocument(Document):
-    """A Document with the image crops its Markdown references: relative path -> RGB image.
-
-    Store each crop at that path next to the Markdown file and the Markdown's links resolve.
-    """
-
-    images: dict[str, Image.Image] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- models
@@ -483,7 +470,7 @@ class PaddleOCRVLEngine(Engine):
         with self._pool.borrow() as worker:
             return self._document(worker, pages)
 
-    def _document(self, worker: _Worker, pages: Iterable[PageImage]) -> VLDocument:
+    def _document(self, worker: _Worker, pages: Iterable[PageImage]) -> Document:
         out = _Assembly(self.vl)
         kept: list[tuple[PageImage, Any]] = []
         for chunk in _chunks(pages, PAGES_PER_CALL):
@@ -502,7 +489,7 @@ class PaddleOCRVLEngine(Engine):
             for (page, _), result in zip(kept, restructured, strict=True):
                 out.add(page, result)
         markdown = worker.pipeline.concatenate_markdown_pages(out.markdown_pages)
-        return VLDocument(pages=out.pages, markdown=_tidy(markdown), images=out.images)
+        return Document(pages=out.pages, markdown=_tidy(markdown), images=out.images)
 
     def _infer(self, worker: _Worker, chunk: list[PageImage]) -> list[Any]:
         arrays = [_bgr(page.image) for page in chunk]
