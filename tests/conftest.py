@@ -13,13 +13,9 @@ from tests.server import FunctionServer
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
     """One real function process with the rapidocr engine and a local store, ready."""
     tmp = tmp_path_factory.mktemp("function")
-    srv = FunctionServer({"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp}/output"}, tmp / "server.log")
-    srv.start()
-    try:
-        srv.ready_seconds = srv.wait_ready()  # type: ignore[attr-defined]
+    env = {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp}/output"}
+    with FunctionServer(env, tmp / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 # --- S3 (moto over real HTTP) and a function that stores its results there ----------------------------
@@ -72,13 +68,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) 
     tmp = tmp_path_factory.mktemp("function-s3")
     secret = tmp / "aws-secret"
     secret.write_text(S3_KEYS["aws_secret_access_key"] + "\n")
-    srv = FunctionServer(s3_env(moto_endpoint, secret), tmp / "server.log")
-    srv.start()
-    try:
-        srv.wait_ready()
+    with FunctionServer(s3_env(moto_endpoint, secret), tmp / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def engine_calls(server: FunctionServer) -> float:

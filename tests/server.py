@@ -41,6 +41,19 @@ class FunctionServer:
             )
         return self
 
+    def __enter__(self) -> FunctionServer:
+        """Started and ready; `ready_seconds` is the time from process start to ready."""
+        self.start()
+        try:
+            self.ready_seconds = self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def wait_live(self, timeout: float = 60) -> None:
         self._wait(lambda r: r.status_code == 200, "/health/live", timeout)
 

@@ -19,13 +19,8 @@ pytestmark = pytest.mark.slow
 def tess_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
     tmp = tmp_path_factory.mktemp("function-tesseract")
     env = {"OCR_ENGINE": "tesseract", "OCR_STORE": f"file://{tmp}/output", "OCR_TESSERACT_LANGS": "rus+eng"}
-    srv = FunctionServer(env, tmp / "server.log")
-    srv.start()
-    try:
-        srv.wait_ready()
+    with FunctionServer(env, tmp / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _png(page: SyntheticPage) -> bytes:
