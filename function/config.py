@@ -34,6 +34,7 @@ class Settings:
     aws_secret_access_key: str | None = field(default=None, repr=False)
     aws_session_token: str | None = field(default=None, repr=False)
     s3_force_path_style: bool = False  # MinIO/Ceph behind one host name need path-style URLs
+    try_page: bool = True  # GET / serves a page to drop a file on and see what the engine saw
     # Events: objects under these extra prefixes ("bucket/prefix" or "prefix") are never processed,
     # on top of the result store's own location (no loops when input and output share a bucket).
     event_skip_prefixes: tuple[str, ...] = ()
@@ -76,6 +77,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "AWS_SECRET_ACCESS_KEY": ("aws_secret_access_key", str),
     "AWS_SESSION_TOKEN": ("aws_session_token", str),
     "S3_FORCE_PATH_STYLE": ("s3_force_path_style", boolean),
+    "OCR_TRY_PAGE": ("try_page", boolean),
     "OCR_EVENT_SKIP_PREFIXES": ("event_skip_prefixes", prefixes),
     "OCR_EVENT_SOURCE": ("event_source", str),
     "OCR_EVENT_REQUEST_TYPE": ("event_request_type", str),

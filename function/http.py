@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 DOCUMENT_FIELDS = ("file", "image_base64", "image_url", "s3_uri")
 RAW_TYPES = ("image/", "application/pdf", "application/octet-stream")
 MULTIPART_OVERHEAD = 1024 * 1024
+TRY_PAGE = Path(__file__).parent / "static" / "index.html"
 
 
 class HttpApp:
@@ -62,6 +64,8 @@ class HttpApp:
                     return self._ocr(request, request_id)
             if method == "HEAD":  # endpoint probes (MinIO checks its webhook target this way)
                 return flask.Response(status=200)
+            if method == "GET" and path == "/" and self.runtime.settings.try_page:
+                return flask.Response(TRY_PAGE.read_bytes(), mimetype="text/html")
             raise MethodNotAllowed(f"{path} takes POST with a document; see GET /health for status")
         if path == "/test/s3-upload":
             if method != "POST":
