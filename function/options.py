@@ -64,6 +64,7 @@ class Options:
     pages: PageSelection | None = None
     lang: str | None = None
     force: bool = False
+    visualize: bool = False  # also a layout picture per page
 
     @classmethod
     def parse(cls, fields: Mapping[str, Any]) -> Options:
@@ -77,6 +78,7 @@ class Options:
             pages=parse_pages(str(pages)) if pages not in (None, "", "all") else None,
             lang=str(lang) if lang else None,
             force=parse_bool("force", fields.get("force", False)),
+            visualize=parse_bool("visualize", fields.get("visualize", False)),
         )
 
     def output_affecting(self) -> dict[str, str]:
@@ -86,4 +88,6 @@ class Options:
             out["pages"] = str(self.pages)
         if self.lang:
             out["lang"] = self.lang
+        if self.visualize:  # adds parts; absent when false so existing results keep their keys
+            out["visualize"] = "true"
         return out

@@ -32,6 +32,7 @@ from function.render import render_json, render_markdown
 from function.runtime import Runtime
 from function.sources import Source
 from function.store import ResultStore, content_type, result_prefix
+from function.visualize import KeepPages, layout_pngs
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +107,17 @@ def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
             metrics.CACHE_HITS.inc()
             manifest, content = cached
             return _response(job, manifest, _links(store, manifest, base_url), content, True, timings, began)
-    document = _ocr(engine, pages, job.options, source, timings)
+    document, layout = _ocr(engine, pages, job.options, source, timings)
     with timings.stage("render"):
         markdown = render_markdown(document)
         as_json = render_json(document)
     parts = _parts(prefix, markdown, as_json, getattr(document, "images", None) or {})
+    layout_parts = _layout_parts(prefix, layout)
     manifest = _manifest(prefix, as_json, len(document.pages), job.options, parts, timings)
+    if layout_parts:
+        manifest["layout"] = [{"page": n, **p.describe()} for n, p in sorted(layout_parts.items())]
     with timings.stage("store"):
-        _write(store, prefix, parts, manifest)
+        _write(store, prefix, parts + list(layout_parts.values()), manifest)
     content = {"markdown": markdown, "json": as_json} if job.options.return_content else None
     response = _response(job, manifest, _links(store, manifest, base_url), content, False, timings, began)
     log.info("request %s: %d page(s) in %.2fs", job.request_id, len(document.pages), response["elapsed_sec"])
@@ -132,13 +136,20 @@ def _check_lang(lang: str | None, known: list[str] | None, engine: str) -> None:
 
 def _ocr(
     engine: Engine, pages: PageSource, options: Options, source: SourceInfo, timings: Timings
-) -> Document:
+) -> tuple[Document, dict[int, bytes]]:
+    """The Document, and the layout PNGs by 1-based page when asked for (the engine consumes the
+    pages, so they are drawn on here, while they are still at hand)."""
     metrics.ENGINE_CALLS.inc()
+    kept = KeepPages(pages) if options.visualize else None
     with timings.stage("ocr"):
-        document = engine.predict(pages, options)
+        document = engine.predict(kept or pages, options)
     metrics.PAGES.inc(len(document.pages))
+    layout: dict[int, bytes] = {}
+    if kept is not None:
+        with timings.stage("visualize"):
+            layout = layout_pngs(document, kept.images)
     info = EngineInfo(engine.name, engine.version, engine.fingerprint)
-    return replace(document, source=source, engine=info)
+    return replace(document, source=source, engine=info), layout
 
 
 # --- results: parts first, manifest last -----------------------------------------------------------
@@ -156,6 +167,13 @@ def _parts(prefix: str, markdown: str, as_json: dict[str, Any], images: dict[str
             continue
         parts.append(Part(path, f"{prefix}/{path}", _encode_image(path, image), content_type(path)))
     return parts
+
+
+def _layout_parts(prefix: str, layout: dict[int, bytes]) -> dict[int, Part]:
+    return {
+        n: Part(f"layout/page-{n}.png", f"{prefix}/layout/page-{n}.png", png, "image/png")
+        for n, png in layout.items()
+    }
 
 
 def _relative_path(path: str) -> bool:
@@ -236,6 +254,8 @@ def _links(store: ResultStore, manifest: dict[str, Any], base_url: str) -> dict[
     results["manifest"] = link(f"{manifest['prefix']}/{MANIFEST}")
     if manifest.get("images"):
         results["images"] = {path: link(part["key"]) for path, part in manifest["images"].items()}
+    if manifest.get("layout"):
+        results["layout"] = [{"page": part["page"], **link(part["key"])} for part in manifest["layout"]]
     return results
 
 

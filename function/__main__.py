@@ -1,0 +1,7 @@
+"""`python -m function`: the command line (see function/cli.py)."""
+
+import sys
+
+from function.cli import main
+
+sys.exit(main())

@@ -1,0 +1,259 @@
+"""The command line: `python -m function serve | ocr | invoke | event`.
+
+`ocr` runs the engine in this process (no server); `invoke` and `event` talk to a running function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, unquote
+
+ROOT = Path(__file__).resolve().parent.parent
+DESCRIPTION = """\
+OCR documents: run the function, OCR files locally, or call a deployed function.
+
+examples:
+  python -m function serve --port 8080
+  python -m function ocr scan.png report.pdf -o out/ --visualize
+  python -m function invoke http://localhost:8080 scan.png
+  python -m function event http://localhost:8080 --bucket inbox --key scans/a.png
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m function",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _serve_parser(commands)
+    _ocr_parser(commands)
+    _invoke_parser(commands)
+    _event_parser(commands)
+    return parser
+
+
+def _serve_parser(commands: Any) -> None:
+    p = commands.add_parser("serve", help="run the function locally (as `make run` does)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--engine", help="OCR engine (sets OCR_ENGINE): rapidocr, tesseract, paddleocr-vl")
+    p.set_defaults(run=serve)
+
+
+def _ocr_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "ocr",
+        help="OCR files in this process, no server",
+        description="OCR files in this process and write <stem>.md and <stem>.json for each. "
+        "Settings come from the environment (OCR_ENGINE, OCR_MAX_PAGES, OCR_PDF_DPI, ...).",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="PDF or image files")
+    p.add_argument("-o", "--output", metavar="DIR", default=".", help="output folder (default: .)")
+    p.add_argument("--engine", help="OCR engine (default: OCR_ENGINE or rapidocr)")
+    p.add_argument("--pages", help="pages to read, 1-based, e.g. '1-3,7' (default: all)")
+    p.add_argument("--lang", help="language hint, e.g. 'en' or 'rus+eng' (engines that take one)")
+    p.add_argument("--visualize", action="store_true", help="also write <stem>.page-<n>.png layout pictures")
+    p.set_defaults(run=ocr)
+
+
+def _invoke_parser(commands: Any) -> None:
+    p = commands.add_parser("invoke", help="send files to a running function, print the result URLs")
+    p.add_argument("url", metavar="URL", help="the function's base URL, e.g. http://localhost:8080")
+    p.add_argument("files", nargs="+", metavar="FILE", help="PDF or image files")
+    p.add_argument("--return-content", action="store_true", help="also print the recognised Markdown")
+    p.add_argument("--pages", help="pages to read, 1-based, e.g. '1-3,7'")
+    p.add_argument("--lang", help="language hint, e.g. 'en'")
+    p.add_argument("--visualize", action="store_true", help="also produce layout pictures (URLs printed)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait per file (default: 300)")
+    p.set_defaults(run=invoke)
+
+
+def _event_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "event",
+        help="send an S3-style storage CloudEvent, print the reply",
+        description="Send the CloudEvent an S3-compatible store (AWS, Ceph, MinIO via Knative) sends when "
+        "an object is created; the function reads the object from its own store's credentials.",
+    )
+    p.add_argument("url", metavar="URL", help="the function's base URL")
+    p.add_argument("--bucket", required=True, help="bucket of the object")
+    p.add_argument("--key", required=True, help="object key, unencoded")
+    p.add_argument(
+        "--type", default="com.amazonaws.ObjectCreated:Put", help="event type (default: %(default)s)"
+    )
+    p.add_argument("--structured", action="store_true", help="structured mode (default: binary mode)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait (default: 300)")
+    p.set_defaults(run=event)
+
+
+# --- serve -------------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    exe = Path(sys.executable).with_name("functions-framework")
+    program = str(exe) if exe.exists() else shutil.which("functions-framework") or "functions-framework"
+    env = {**os.environ, "WORKERS": os.environ.get("WORKERS", "1"), "THREADS": os.environ.get("THREADS", "4")}
+    if args.engine:
+        env["OCR_ENGINE"] = args.engine
+    cmd = [program, "--source", "handler.py", "--target", "handle", "--port", str(args.port)]
+    os.chdir(ROOT)  # handler.py imports `function` from the repository root
+    os.execvpe(program, cmd, env)
+    return 0  # not reached
+
+
+# --- ocr ---------------------------------------------------------------------------------------------
+
+
+def ocr(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from function.config import load_settings
+    from function.engines import create_engine
+    from function.errors import ConfigError, OCRError
+    from function.options import Options
+
+    try:
+        settings = load_settings()
+        if args.engine:
+            settings = replace(settings, engine=args.engine)
+        options = Options.parse({"pages": args.pages, "lang": args.lang, "visualize": args.visualize})
+        engine = create_engine(settings.engine, settings)
+        engine.load()
+    except (ConfigError, OCRError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name in tqdm(args.files, desc="files", unit="file", file=sys.stderr, position=0):
+        try:
+            _ocr_file(Path(name), out, engine, settings, options)
+        except (OSError, OCRError) as exc:
+            failed += 1
+            tqdm.write(f"{name}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _ocr_file(path: Path, out: Path, engine: Any, settings: Any, options: Any) -> None:
+    import hashlib
+
+    from tqdm import tqdm
+
+    from function.document import EngineInfo, SourceInfo
+    from function.pages import PageLimits, PageSource, sniff
+    from function.render import render_json, render_markdown
+    from function.visualize import KeepPages, layout_pngs
+
+    data = path.read_bytes()
+    media_type = sniff(data)
+    limits = PageLimits(settings.max_pixels, settings.max_pages, settings.pdf_dpi)
+    pages = PageSource(data, media_type, options.pages, limits)
+    bar = tqdm(pages, total=len(pages.selected), desc=path.name, unit="page", file=sys.stderr, leave=False)
+    kept = KeepPages(bar) if options.visualize else None
+    document = engine.predict(kept or bar, options)
+    source = SourceInfo(path.name, media_type, hashlib.sha256(data).hexdigest(), pages.page_count)
+    document = replace(
+        document, source=source, engine=EngineInfo(engine.name, engine.version, engine.fingerprint)
+    )
+    stem = path.stem
+    (out / f"{stem}.md").write_text(render_markdown(document), encoding="utf-8")
+    as_json = json.dumps(render_json(document), ensure_ascii=False, indent=2)
+    (out / f"{stem}.json").write_text(as_json + "\n", encoding="utf-8")
+    for rel, image in (document.images or {}).items():  # crops the Markdown links to, relative to it
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.save(target)
+    if kept is not None:
+        for n, png in layout_pngs(document, kept.images).items():
+            (out / f"{stem}.page-{n}.png").write_bytes(png)
+
+
+# --- invoke ------------------------------------------------------------------------------------------
+
+
+def invoke(args: argparse.Namespace) -> int:
+    import requests
+
+    fields = {"return_content": str(args.return_content).lower(), "visualize": str(args.visualize).lower()}
+    fields.update({k: v for k, v in (("pages", args.pages), ("lang", args.lang)) if v})
+    failed = 0
+    for name in args.files:
+        try:
+            with open(name, "rb") as f:
+                resp = requests.post(
+                    args.url.rstrip("/") + "/ocr", files={"file": (Path(name).name, f)}, data=fields,
+                    timeout=args.timeout,
+                )  # fmt: skip
+            body = resp.json()
+        except (OSError, ValueError, requests.RequestException) as exc:
+            failed += 1
+            print(f"{name}: {exc}", file=sys.stderr)
+            continue
+        if resp.status_code != 200:
+            failed += 1
+            print(
+                f"{name}: HTTP {resp.status_code}: {body.get('error', {}).get('message', resp.text)}",
+                file=sys.stderr,
+            )
+            continue
+        _print_results(name, body)
+    return 1 if failed else 0
+
+
+def _print_results(name: str, body: dict[str, Any]) -> None:
+    results = body["results"]
+    print(f"{name}:{' (cached)' if body.get('cached') else ''}")
+    for part in ("markdown", "json", "manifest"):
+        print(f"  {part}: {results[part]['url']}")
+    for item in results.get("layout", []):
+        print(f"  layout page {item['page']}: {item['url']}")
+    if "content" in body:
+        print(body["content"]["markdown"])
+
+
+# --- event -------------------------------------------------------------------------------------------
+
+
+def event(args: argparse.Namespace) -> int:
+    import requests
+    from cloudevents.conversion import to_binary, to_structured
+    from cloudevents.http import CloudEvent, from_http
+
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": args.type.rsplit(".", 1)[-1],  # com.amazonaws.ObjectCreated:Put -> ObjectCreated:Put
+        "s3": {"bucket": {"name": args.bucket}, "object": {"key": quote_plus(args.key, safe="/")}},
+    }
+    attributes = {"type": args.type, "source": f"aws:s3.{args.bucket}", "subject": args.key}
+    headers, body = (to_structured if args.structured else to_binary)(
+        CloudEvent(attributes, {"Records": [record]})
+    )
+    try:
+        resp = requests.post(args.url.rstrip("/") + "/", headers=headers, data=body, timeout=args.timeout)
+    except requests.RequestException as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if "ce-type" not in {k.lower() for k in resp.headers}:
+        print(f"HTTP {resp.status_code}: {resp.text}")
+        return 1
+    # ce-* values are percent-encoded on the wire (CloudEvents HTTP binding).
+    reply_headers = {k: unquote(v) if k.lower().startswith("ce-") else v for k, v in resp.headers.items()}
+    reply = from_http(reply_headers, resp.content)
+    print(reply["type"])
+    print(json.dumps(reply.data, ensure_ascii=False, indent=2))
+    return 0 if resp.ok and reply["type"].endswith(".completed") else 1

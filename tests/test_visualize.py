@@ -1,0 +1,68 @@
+"""Layout pictures: boxes drawn where the blocks are, the page untouched elsewhere, served by the function."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import requests
+from PIL import Image, ImageChops
+
+from function.document import Block, Page
+from function.visualize import draw_layout
+from tests.server import FunctionServer
+from tests.test_http_inputs import text_image
+
+BOX = (200, 300, 500, 400)
+
+
+def page_image() -> Image.Image:
+    return Image.new("RGB", (800, 1000), "white")
+
+
+def changed(a: Image.Image, b: Image.Image, box: tuple[int, int, int, int]) -> bool:
+    return ImageChops.difference(a.crop(box), b.crop(box)).getbbox() is not None
+
+
+def test_picture_has_the_page_size_and_boxes_only_where_blocks_are() -> None:
+    page = page_image()
+    drawn = draw_layout(page, Page(index=0, width=800, height=1000, blocks=[Block(0, "text", BOX, order=0)]))
+    assert drawn.size == page.size
+    assert not changed(page, page_image(), (0, 0, 800, 1000))  # the page itself is left as it was
+    assert changed(drawn, page, (BOX[0] - 2, BOX[1] - 2, BOX[2] + 2, BOX[1] + 2))  # the top edge
+    assert changed(drawn, page, (BOX[0] - 2, BOX[3] - 2, BOX[2] + 2, BOX[3] + 2))  # the bottom edge
+    assert changed(drawn, page, (BOX[0], BOX[1] - 40, BOX[0] + 60, BOX[1]))  # the label tab above
+    assert not changed(drawn, page, (0, 600, 800, 1000))  # far from the block
+    assert not changed(drawn, page, (BOX[0] + 10, BOX[1] + 10, BOX[2] - 10, BOX[3] - 10))  # inside it
+
+
+def test_label_and_order_are_written() -> None:
+    page = page_image()
+    one = draw_layout(page, Page(0, 800, 1000, [Block(0, "text", BOX, order=0)]))
+    other = draw_layout(page, Page(0, 800, 1000, [Block(0, "table", BOX, order=7)]))
+    assert changed(one, other, (BOX[0], BOX[1] - 40, BOX[2], BOX[1]))
+
+
+@pytest.mark.slow
+def test_visualize_option_links_layout_pictures_of_the_page_size(server: FunctionServer) -> None:
+    png = text_image("Layout 5150 check")
+    resp = requests.post(
+        server.url + "/ocr", files={"file": ("layout.png", png)}, data={"visualize": "true"}, timeout=180
+    )
+    assert resp.status_code == 200, resp.text
+    layout = resp.json()["results"]["layout"]
+    assert [item["page"] for item in layout] == [1]
+    assert layout[0]["uri"].endswith("/layout/page-1.png")
+    picture = requests.get(layout[0]["url"], timeout=10)
+    assert picture.status_code == 200 and picture.headers["Content-Type"] == "image/png"
+    drawn = Image.open(io.BytesIO(picture.content))
+    page = Image.open(io.BytesIO(png)).convert("RGB")
+    assert drawn.size == page.size
+    assert changed(drawn.convert("RGB"), page, (0, 0, *page.size))
+    # A cached answer links the same pictures; a request without the option gets none.
+    again = requests.post(
+        server.url + "/ocr", files={"file": ("layout.png", png)}, data={"visualize": "true"}, timeout=180
+    ).json()
+    assert again["cached"] and again["results"]["layout"] == layout
+    plain = requests.post(server.url + "/ocr", files={"file": ("layout.png", png)}, timeout=180).json()
+    assert "layout" not in plain["results"]
