@@ -153,33 +153,25 @@ def _ocr_file(path: Path, out: Path, engine: Any, settings: Any, options: Any) -
 
     from tqdm import tqdm
 
-    from function.document import EngineInfo, SourceInfo
-    from function.pages import PageLimits, PageSource, sniff
+    from function.document import SourceInfo
     from function.render import render_json, render_markdown
-    from function.visualize import KeepPages, layout_pngs
+    from function.service import Timings, open_document, recognise
 
     data = path.read_bytes()
-    media_type = sniff(data)
-    limits = PageLimits(settings.max_pixels, settings.max_pages, settings.pdf_dpi)
-    pages = PageSource(data, media_type, options.pages, limits)
+    media_type, pages = open_document(data, options, settings)
     bar = tqdm(pages, total=len(pages.selected), desc=path.name, unit="page", file=sys.stderr, leave=False)
-    kept = KeepPages(bar) if options.visualize else None
-    document = engine.predict(kept or bar, options)
     source = SourceInfo(path.name, media_type, hashlib.sha256(data).hexdigest(), pages.page_count)
-    document = replace(
-        document, source=source, engine=EngineInfo(engine.name, engine.version, engine.fingerprint)
-    )
+    document, layout = recognise(engine, bar, options, source, Timings())
     stem = path.stem
     (out / f"{stem}.md").write_text(render_markdown(document), encoding="utf-8")
     as_json = json.dumps(render_json(document), ensure_ascii=False, indent=2)
     (out / f"{stem}.json").write_text(as_json + "\n", encoding="utf-8")
-    for rel, image in (document.images or {}).items():  # crops the Markdown links to, relative to it
+    for rel, image in document.images.items():  # crops the Markdown links to, relative to it
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target)
-    if kept is not None:
-        for n, png in layout_pngs(document, kept.images).items():
-            (out / f"{stem}.page-{n}.png").write_bytes(png)
+    for n, png in layout.items():
+        (out / f"{stem}.page-{n}.png").write_bytes(png)
 
 
 # --- invoke ------------------------------------------------------------------------------------------

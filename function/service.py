@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -23,8 +24,9 @@ from typing import Any
 from PIL import Image
 
 from function import metrics
+from function.config import Settings
 from function.document import Document, EngineInfo, SourceInfo
-from function.engines.base import Engine
+from function.engines.base import Engine, PageImage
 from function.errors import BadRequest, NotFound
 from function.options import Options
 from function.pages import PageLimits, PageSource, sniff
@@ -82,13 +84,7 @@ def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
     timings = Timings()
     settings = runtime.settings
     with timings.stage("open"):
-        media_type = sniff(job.source.data)
-        pages = PageSource(
-            job.source.data,
-            media_type,
-            job.options.pages,
-            PageLimits(settings.max_pixels, settings.max_pages, settings.pdf_dpi),
-        )
+        media_type, pages = open_document(job.source.data, job.options, settings)
     with timings.stage("wait_engine"):
         engine = runtime.wait_engine()
     _check_lang(job.options.lang, engine.languages(), engine.name)
@@ -107,15 +103,13 @@ def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
             metrics.CACHE_HITS.inc()
             manifest, content = cached
             return _response(job, manifest, _links(store, manifest, base_url), content, True, timings, began)
-    document, layout = _ocr(engine, pages, job.options, source, timings)
+    document, layout = recognise(engine, pages, job.options, source, timings)
     with timings.stage("render"):
         markdown = render_markdown(document)
         as_json = render_json(document)
-    parts = _parts(prefix, markdown, as_json, getattr(document, "images", None) or {})
+    parts = _parts(prefix, markdown, as_json, document.images)
     layout_parts = _layout_parts(prefix, layout)
-    manifest = _manifest(prefix, as_json, len(document.pages), job.options, parts, timings)
-    if layout_parts:
-        manifest["layout"] = [{"page": n, **p.describe()} for n, p in sorted(layout_parts.items())]
+    manifest = _manifest(prefix, as_json, len(document.pages), job.options, parts, layout_parts, timings)
     with timings.stage("store"):
         _write(store, prefix, parts + list(layout_parts.values()), manifest)
     content = {"markdown": markdown, "json": as_json} if job.options.return_content else None
@@ -134,8 +128,15 @@ def _check_lang(lang: str | None, known: list[str] | None, engine: str) -> None:
         )
 
 
-def _ocr(
-    engine: Engine, pages: PageSource, options: Options, source: SourceInfo, timings: Timings
+def open_document(data: bytes, options: Options, settings: Settings) -> tuple[str, PageSource]:
+    """The media type sniffed from the bytes, and the selected pages within the limits."""
+    media_type = sniff(data)
+    limits = PageLimits(settings.max_pixels, settings.max_pages, settings.pdf_dpi)
+    return media_type, PageSource(data, media_type, options.pages, limits)
+
+
+def recognise(
+    engine: Engine, pages: Iterable[PageImage], options: Options, source: SourceInfo, timings: Timings
 ) -> tuple[Document, dict[int, bytes]]:
     """The Document, and the layout PNGs by 1-based page when asked for (the engine consumes the
     pages, so they are drawn on here, while they are still at hand)."""
@@ -197,9 +198,10 @@ def _manifest(
     processed: int,
     options: Options,
     parts: list[Part],
+    layout_parts: dict[int, Part],
     timings: Timings,
 ) -> dict[str, Any]:
-    return {
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "prefix": prefix,
         "created": _now(),
@@ -210,6 +212,9 @@ def _manifest(
         "parts": {p.name: p.describe() for p in parts[:2]},
         "images": {p.name: p.describe() for p in parts[2:]},
     }
+    if layout_parts:
+        manifest["layout"] = [{"page": n, **p.describe()} for n, p in sorted(layout_parts.items())]
+    return manifest
 
 
 def _write(store: ResultStore, prefix: str, parts: list[Part], manifest: dict[str, Any]) -> None:
