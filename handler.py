@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import flask
 import functions_framework
 
+from function import logs
 from function.config import load_settings
 from function.errors import ConfigError
 from function.http import HttpApp
@@ -16,11 +16,7 @@ from function.runtime import Runtime
 
 try:
     _settings = load_settings()
-    logging.basicConfig(
-        level=_settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(_settings.log_level, _settings.log_format)
     app = HttpApp(Runtime(_settings))
 except ConfigError as exc:  # fail the start with the variable named, not a traceback
     sys.exit(f"configuration error: {exc}")

@@ -27,6 +27,20 @@ class Settings:
     ready_wait_sec: float = 30.0  # how long an early OCR request waits for the engine
     log_level: str = "INFO"
     concurrency: int = 1  # documents processed at once per pod; deployments set containerConcurrency to it
+    queue_size: int = 8  # requests that may wait for a slot beyond `concurrency`; more get 429
+    queue_wait_sec: float = 60.0  # how long a request waits for a slot before 429
+    deadline_sec: float = 600.0  # per-document budget, checked between pages; 0 = none (504 when over)
+    # Recycle the worker process between requests after N documents or above an RSS watermark (0 = off).
+    recycle_after_docs: int = 0
+    recycle_rss_mb: int = 0
+    # Seconds SIGTERM gives in-flight requests before workers are killed (`python -m function serve`);
+    # unset = deadline_sec + 30 (630 without a deadline).
+    drain_sec: float | None = None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # bearer tokens; empty = no auth
+    metrics_auth: bool = False  # whether /metrics needs a key too (health routes never do)
+    url_allow_private: bool = False  # let image_url reach private, loopback and link-local addresses
+    url_max_redirects: int = 5
+    log_format: str = "json"  # json: one object per line; text: for people at a terminal
     # S3-compatible object storage (AWS, MinIO, Ceph, Cloud.ru); unset values fall back to boto3's chain.
     s3_endpoint_url: str | None = None
     aws_region: str | None = None
@@ -53,6 +67,11 @@ def boolean(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def keys(raw: str) -> tuple[str, ...]:
+    """Comma- or newline-separated tokens (a mounted file may hold one per line)."""
+    return tuple(k.strip() for k in raw.replace("\n", ",").split(",") if k.strip())
+
+
 def prefixes(raw: str) -> tuple[str, ...]:
     return tuple(p.strip().strip("/") for p in raw.split(",") if p.strip().strip("/"))
 
@@ -71,6 +90,17 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_READY_WAIT_SEC": ("ready_wait_sec", float),
     "OCR_LOG_LEVEL": ("log_level", str),
     "OCR_CONCURRENCY": ("concurrency", int),
+    "OCR_QUEUE_SIZE": ("queue_size", int),
+    "OCR_QUEUE_WAIT_SEC": ("queue_wait_sec", float),
+    "OCR_DEADLINE_SEC": ("deadline_sec", float),
+    "OCR_RECYCLE_AFTER_DOCS": ("recycle_after_docs", int),
+    "OCR_RECYCLE_RSS_MB": ("recycle_rss_mb", int),
+    "OCR_DRAIN_SEC": ("drain_sec", float),
+    "OCR_API_KEYS": ("api_keys", keys),
+    "OCR_METRICS_AUTH": ("metrics_auth", boolean),
+    "OCR_URL_ALLOW_PRIVATE": ("url_allow_private", boolean),
+    "OCR_URL_MAX_REDIRECTS": ("url_max_redirects", int),
+    "OCR_LOG_FORMAT": ("log_format", str),
     "S3_ENDPOINT_URL": ("s3_endpoint_url", str),
     "AWS_REGION": ("aws_region", str),
     "AWS_ACCESS_KEY_ID": ("aws_access_key_id", str),
@@ -85,7 +115,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_EVENT_FAILED_TYPE": ("event_failed_type", str),
 }
 # Secrets may come from mounted files instead: `<VAR>_FILE` names the file (it wins over `<VAR>`).
-SECRET_FILES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_FILES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "OCR_API_KEYS")
 _POSITIVE = {
     "concurrency",
     "url_expires_sec",
@@ -94,6 +124,15 @@ _POSITIVE = {
     "max_pages",
     "pdf_dpi",
     "url_fetch_timeout_sec",
+    "queue_wait_sec",
+}
+_NOT_NEGATIVE = {
+    "queue_size",
+    "deadline_sec",
+    "recycle_after_docs",
+    "recycle_rss_mb",
+    "url_max_redirects",
+    "drain_sec",
 }
 
 
@@ -104,6 +143,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for var, (name, _) in ENV.items():
         if name in _POSITIVE and name in values and values[name] <= 0:
             raise ConfigError(f"{var} must be greater than 0, got {values[name]!r}")
+        if name in _NOT_NEGATIVE and name in values and values[name] < 0:
+            raise ConfigError(f"{var} must be 0 or more, got {values[name]!r}")
     settings = Settings(**values)
     _check(settings)
     return settings
@@ -140,6 +181,8 @@ def _check(s: Settings) -> None:
         raise ConfigError("OCR_READY_WAIT_SEC must be 0 or more")
     if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"OCR_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+    if s.log_format not in ("json", "text"):
+        raise ConfigError(f"OCR_LOG_FORMAT must be json or text, got {s.log_format!r}")
     if s.s3_endpoint_url and not s.s3_endpoint_url.startswith(("http://", "https://")):
         raise ConfigError(f"S3_ENDPOINT_URL must be an http(s) URL, got {s.s3_endpoint_url!r}")
     if s.store.startswith("s3://") and not s.store[len("s3://") :].split("/", 1)[0]:

@@ -60,5 +60,9 @@ class NotReady(OCRError):
     status, code = 503, "not_ready"
 
 
+class DeadlineExceeded(OCRError):
+    status, code = 504, "deadline_exceeded"
+
+
 class ConfigError(Exception):
     """Invalid configuration, raised at start-up; the message names the variable."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,8 @@ from typing import Any
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from function import events, metrics, service
+from function import auth, events, logs, metrics, openapi, service, tracing
+from function.admission import Admission
 from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge, UpstreamFailed
 from function.options import Options
 from function.runtime import Runtime
@@ -33,33 +36,70 @@ TRY_PAGE = Path(__file__).parent / "static" / "index.html"
 class HttpApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        settings = runtime.settings
+        self.admission = Admission(settings.concurrency, settings.queue_size, settings.queue_wait_sec)
+        metrics.ENGINE_LOAD_SECONDS.set_function(lambda: runtime.load_seconds or 0.0)
+        metrics.ENGINE_READY.set_function(lambda: 1.0 if runtime.ready else 0.0)
 
     def dispatch(self, request: flask.Request) -> flask.Response:
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        began = time.perf_counter()
+        request_id = _request_id(request.headers.get("X-Request-Id"))
+        flask.g.trace = tracing.from_header(request.headers.get("traceparent"))
+        flask.g.ocr_request = request.method == "POST" and request.path.strip("/") in ("", "ocr")
         self.runtime.start()
+        with logs.context(request_id=request_id, trace_id=flask.g.trace.trace_id):
+            response = self._answer(request, request_id)
+            response.headers["X-Request-Id"] = request_id
+            if flask.g.get("ocr_request"):
+                response.headers["traceparent"] = flask.g.trace.traceparent
+                self._account(request, response, time.perf_counter() - began)
+        return response
+
+    def _answer(self, request: flask.Request, request_id: str) -> flask.Response:
         try:
-            response = self._route(request, request_id)
+            auth.check(
+                self.runtime.settings,
+                request.method,
+                "/" + request.path.strip("/"),
+                request.headers.get("Authorization"),
+                request.headers.get("X-API-Key"),
+            )
+            return self._route(request, request_id)
         except OCRError as exc:
-            response = error_response(exc, request_id)
             flask.g.ocr_outcome = exc.code
+            return error_response(exc, request_id)
         except RequestEntityTooLarge:
-            response = error_response(TooLarge(self._too_large_message()), request_id)
             flask.g.ocr_outcome = TooLarge.code
+            return error_response(TooLarge(self._too_large_message()), request_id)
         except Exception:  # a bug: logged with its traceback, never shown to the client
             log.exception("request %s failed", request_id)
-            response = error_response(OCRError("internal error; see the function's logs"), request_id)
             flask.g.ocr_outcome = OCRError.code
-        if flask.g.get("ocr_request"):
-            metrics.REQUESTS.labels(outcome=flask.g.get("ocr_outcome", "unknown")).inc()
-        response.headers["X-Request-Id"] = request_id
-        return response
+            return error_response(OCRError("internal error; see the function's logs"), request_id)
+
+    def _account(self, request: flask.Request, response: flask.Response, seconds: float) -> None:
+        """Metrics and the one log line of an OCR request or event."""
+        outcome = flask.g.get("ocr_outcome", "unknown")
+        metrics.REQUESTS.labels(outcome=outcome).inc()
+        metrics.REQUEST_SECONDS.labels(outcome=outcome).observe(seconds)
+        fields = {
+            "event": "request",
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "outcome": outcome,
+            "seconds": round(seconds, 3),
+            **flask.g.get("ocr_log", {}),
+        }
+        level = logging.ERROR if response.status_code >= 500 and outcome != "not_ready" else logging.INFO
+        log.log(
+            level, "%s %s -> %s %s", request.method, request.path, response.status_code, outcome, extra=fields
+        )
 
     def _route(self, request: flask.Request, request_id: str) -> flask.Response:
         path = "/" + request.path.strip("/")
         method = request.method
         if path in ("/", "/ocr"):
             if method == "POST":
-                flask.g.ocr_request = True
                 with metrics.IN_FLIGHT.track_inprogress():
                     return self._ocr(request, request_id)
             if method == "HEAD":  # endpoint probes (MinIO checks its webhook target this way)
@@ -79,6 +119,8 @@ class HttpApp:
             return flask.jsonify({"status": "alive"})
         if path == "/health/ready":
             return self._ready()
+        if path == "/openapi.json":
+            return flask.jsonify(openapi.spec())
         if path == "/metrics":
             body, ctype = metrics.exposition()
             return flask.Response(body, content_type=ctype)
@@ -110,10 +152,19 @@ class HttpApp:
     def _run(
         self, source: Source, options: Options, request: flask.Request, request_id: str
     ) -> dict[str, Any]:
-        job = service.Job(source=source, options=options, request_id=request_id)
-        base_url = self.runtime.settings.public_base_url or request.host_url
-        result = service.run(job, self.runtime, base_url)
+        settings = self.runtime.settings
+        deadline = time.monotonic() + settings.deadline_sec if settings.deadline_sec else None
+        job = service.Job(source=source, options=options, request_id=request_id, deadline=deadline)
+        flask.g.setdefault("ocr_log", {})["input_type"] = source.input_type
+        base_url = settings.public_base_url or request.host_url
+        result = service.run(job, self.runtime, base_url, self.admission.slot)
         flask.g.ocr_outcome = "cached" if result["cached"] else "success"
+        flask.g.ocr_log.update(
+            pages=result["document"].get("pages_processed", result["document"].get("pages")),
+            engine=result["engine"]["name"],
+            cached=result["cached"],
+            stages=result["timings"],
+        )
         return result
 
     # --- events ------------------------------------------------------------------------------------
@@ -121,6 +172,15 @@ class HttpApp:
     def _event(self, incoming: events.Incoming, request: flask.Request, request_id: str) -> flask.Response:
         """Skip (202, no reply), or process and reply with a CloudEvent. Transient errors propagate
         as 5xx/429 so the broker retries; permanent ones become an `ocr.document.failed` reply."""
+        # The event's own trace (CloudEvents distributed-tracing extension) wins over the HTTP hop's.
+        if incoming.extension("traceparent"):
+            flask.g.trace = tracing.from_header(incoming.extension("traceparent"))
+        flask.g.setdefault("ocr_log", {}).update(
+            ce_id=incoming.id,
+            ce_type=incoming.type,
+            ce_source=incoming.source,
+            trace_id=flask.g.trace.trace_id,
+        )
         decision = events.plan(incoming, self.runtime.settings, self.runtime.store)
         if isinstance(decision, events.Skip):
             log.info("event %s (%s) skipped: %s", incoming.id, incoming.type, decision.reason)
@@ -141,6 +201,7 @@ class HttpApp:
         if any(o["status"] != "success" for o in outcomes):
             flask.g.ocr_outcome = "failed"
         headers, body = events.reply(incoming, decision.items, outcomes, self.runtime.settings)
+        headers["ce-traceparent"] = flask.g.trace.traceparent
         return flask.Response(body, status=200, headers=headers)
 
     def _event_source(self, item: events.Item) -> tuple[Source, dict[str, Any]]:
@@ -287,6 +348,16 @@ _NO_DOCUMENT = (
 )
 
 
+def _request_id(header: str | None) -> str:
+    """The caller's X-Request-Id if it is a sane token (it lands in logs and keys), else a new one."""
+    if header and _REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+_REQUEST_ID = re.compile(r"[\w.:-]{1,128}")
+
+
 def _disposition_filename(request: flask.Request) -> str | None:
     header = request.headers.get("Content-Disposition")
     if not header:
@@ -310,6 +381,8 @@ def error_response(exc: OCRError, request_id: str) -> flask.Response:
     response.status_code = exc.status
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ocr-function"'
     return response
 
 

@@ -22,7 +22,16 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-IN_FLIGHT = Gauge("ocr_in_flight", "OCR requests being processed now")
+IN_FLIGHT = Gauge("ocr_in_flight", "OCR requests being processed now (holding a slot or waiting for one)")
+QUEUED = Gauge("ocr_queued", "OCR requests waiting for a free slot (OCR_CONCURRENCY)")
+REQUEST_SECONDS = Histogram(
+    "ocr_request_seconds",
+    "Seconds per OCR request or event, by outcome",
+    ["outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+ENGINE_LOAD_SECONDS = Gauge("ocr_engine_load_seconds", "Seconds the engine took to load in this process")
+ENGINE_READY = Gauge("ocr_engine_ready", "1 once the engine is loaded in this process, else 0")
 
 
 def observe_stages(stages: dict[str, float]) -> None:

@@ -15,8 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -27,7 +27,7 @@ from function import metrics
 from function.config import Settings
 from function.document import Document, EngineInfo, SourceInfo
 from function.engines.base import Engine, PageImage
-from function.errors import BadRequest, NotFound
+from function.errors import BadRequest, DeadlineExceeded, NotFound
 from function.options import Options
 from function.pages import PageLimits, PageSource, sniff
 from function.render import render_json, render_markdown
@@ -47,6 +47,7 @@ class Job:
     source: Source
     options: Options
     request_id: str
+    deadline: float | None = None  # time.monotonic() by which the OCR must be done (OCR_DEADLINE_SEC)
 
 
 @dataclass
@@ -78,8 +79,11 @@ class Part:
         }
 
 
-def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
-    """OCR one document and store its results, or answer from stored ones; the contract's response."""
+def run(
+    job: Job, runtime: Runtime, base_url: str, slot: Callable[[], AbstractContextManager] = nullcontext
+) -> dict[str, Any]:
+    """OCR one document and store its results, or answer from stored ones; the contract's response.
+    `slot` bounds how many documents run at once (a cache hit needs none)."""
     began = time.perf_counter()
     timings = Timings()
     settings = runtime.settings
@@ -103,19 +107,37 @@ def run(job: Job, runtime: Runtime, base_url: str) -> dict[str, Any]:
             metrics.CACHE_HITS.inc()
             manifest, content = cached
             return _response(job, manifest, _links(store, manifest, base_url), content, True, timings, began)
-    document, layout = recognise(engine, pages, job.options, source, timings)
-    with timings.stage("render"):
-        markdown = render_markdown(document)
-        as_json = render_json(document)
-    parts = _parts(prefix, markdown, as_json, document.images)
-    layout_parts = _layout_parts(prefix, layout)
-    manifest = _manifest(prefix, as_json, len(document.pages), job.options, parts, layout_parts, timings)
-    with timings.stage("store"):
-        _write(store, prefix, parts + list(layout_parts.values()), manifest)
+    queued = time.perf_counter()
+    with slot():
+        timings.stages["queue"] = round(time.perf_counter() - queued, 4)
+        pages_in_time = _within(pages, job.deadline, len(pages.selected), settings.deadline_sec)
+        document, layout = recognise(engine, pages_in_time, job.options, source, timings)
+        with timings.stage("render"):
+            markdown = render_markdown(document)
+            as_json = render_json(document)
+        parts = _parts(prefix, markdown, as_json, document.images)
+        layout_parts = _layout_parts(prefix, layout)
+        manifest = _manifest(prefix, as_json, len(document.pages), job.options, parts, layout_parts, timings)
+        with timings.stage("store"):
+            _write(store, prefix, parts + list(layout_parts.values()), manifest)
     content = {"markdown": markdown, "json": as_json} if job.options.return_content else None
     response = _response(job, manifest, _links(store, manifest, base_url), content, False, timings, began)
     log.info("request %s: %d page(s) in %.2fs", job.request_id, len(document.pages), response["elapsed_sec"])
     return response
+
+
+def _within(
+    pages: Iterable[PageImage], deadline: float | None, total: int, budget: float
+) -> Iterator[PageImage]:
+    """The pages, until the deadline passes: checked before each page reaches the engine, so the
+    work stops between pages and nothing half-done is stored."""
+    for done, page in enumerate(pages):
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded(
+                f"the document ran past OCR_DEADLINE_SEC={budget:g}s: stopped after {done} of {total} "
+                "page(s) and stored nothing; send fewer pages (option 'pages') or raise the limit"
+            )
+        yield page
 
 
 def _check_lang(lang: str | None, known: list[str] | None, engine: str) -> None:
