@@ -3,8 +3,10 @@ admission queue in-process where thread timing must be exact."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
 
 from function.admission import Admission
 from function.errors import Busy
@@ -168,6 +172,29 @@ def test_one_json_log_line_per_request_with_the_callers_trace(busy_server: Funct
     assert line["status"] == 200 and line["outcome"] == "success"
     assert line["input_type"] == "multipart" and line["pages"] == 1 and line["engine"] == "rapidocr"
     assert line["cached"] is False and {"open", "queue", "ocr", "store"} <= set(line["stages"])
+
+
+@pytest.mark.parametrize("mode", [to_binary, to_structured], ids=["binary", "structured"])
+def test_an_events_trace_reaches_its_reply_and_log(busy_server: FunctionServer, mode) -> None:  # type: ignore[no-untyped-def]
+    """The CloudEvents distributed-tracing extension: the reply continues the event's trace."""
+    trace_id = secrets.token_hex(16)
+    inline = {"image_base64": base64.b64encode(pdf(1, "Evented")).decode(), "filename": "ev.pdf"}
+    attrs = {
+        "type": "ocr.document.requested",
+        "source": "/tests",
+        "traceparent": f"00-{trace_id}-{'a' * 16}-01",
+    }
+    event = CloudEvent(attrs, inline)
+    headers, body = mode(event)
+    resp = requests.post(busy_server.url + "/", headers=headers, data=body, timeout=300)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["ce-type"] == "ocr.document.completed"
+    assert resp.headers["ce-traceparent"].startswith(f"00-{trace_id}-")
+    assert not resp.headers["ce-traceparent"].startswith(f"00-{trace_id}-{'a' * 16}")
+    wait_for(lambda: any(r.get("ce_id") == event["id"] for r in request_logs(busy_server)), 10)
+    (line,) = [r for r in request_logs(busy_server) if r.get("ce_id") == event["id"]]
+    assert line["trace_id"] == trace_id and line["ce_type"] == "ocr.document.requested"
+    assert line["input_type"] == "cloudevent" and line["outcome"] == "success"
 
 
 def test_a_bad_request_is_logged_with_its_error_code(busy_server: FunctionServer) -> None:
