@@ -132,9 +132,10 @@ class HttpApp:
 
     def _ocr(self, request: flask.Request, request_id: str) -> flask.Response:
         settings = self.runtime.settings
-        request.max_content_length = (
-            settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD
-        )  # base64 and form framing
+        # Room for base64 and form framing; a base64 form field may be as large (Werkzeug's default
+        # for non-file form fields is 500 kB).
+        request.max_content_length = settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD
+        request.max_form_memory_size = request.max_content_length
         if request.content_length and request.content_length > request.max_content_length:
             raise TooLarge(self._too_large_message())
         if events.is_cloudevent(request.headers, request.mimetype):

@@ -4,6 +4,7 @@ admission queue in-process where thread timing must be exact."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import secrets
@@ -17,6 +18,7 @@ import pytest
 import requests
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
+from PIL import Image
 
 from function.admission import Admission
 from function.errors import Busy
@@ -226,6 +228,25 @@ def test_metrics_cover_the_request_lifecycle(busy_server: FunctionServer) -> Non
         assert name in text, name
     load = re.search(r"^ocr_engine_load_seconds (\S+)$", text, re.MULTILINE)
     assert load and float(load.group(1)) > 0
+
+
+def test_a_large_base64_form_field_is_read(busy_server: FunctionServer) -> None:
+    """Werkzeug caps non-file form fields at 500 kB by default; the document limit applies instead."""
+    page = page_with_text(["Large field 4711 travels as base64."]).image
+    noisy = page.copy()
+    noisy.paste(Image.effect_noise((noisy.width, 400), 80).convert("RGB"), (0, noisy.height - 400))
+    buf = io.BytesIO()
+    noisy.save(buf, "PNG")
+    encoded = base64.b64encode(buf.getvalue()).decode()
+    assert len(encoded) > 600_000
+    resp = requests.post(
+        busy_server.url + "/ocr",
+        files={"image_base64": (None, encoded)},
+        data={"return_content": "true"},
+        timeout=300,
+    )
+    assert resp.status_code == 200, resp.text
+    assert "4711" in resp.json()["content"]["markdown"]
 
 
 # --- in-process: the admission queue and the trace header ----------------------------------------
