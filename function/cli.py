@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -48,8 +47,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve_parser(commands: Any) -> None:
-    p = commands.add_parser("serve", help="run the function locally (as `make run` does)")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p = commands.add_parser(
+        "serve",
+        help="run the function (as `make run` does), draining requests on SIGTERM",
+        description="Run the function under gunicorn, as functions-framework does (WORKERS, THREADS, "
+        "PORT from the environment), with SIGTERM waiting up to OCR_DRAIN_SEC for requests in flight "
+        "(default: OCR_DEADLINE_SEC + 30) instead of functions-framework's fixed 30 seconds.",
+    )
+    port = os.environ.get("PORT") or "8080"  # a string default goes through `type` when `serve` runs
+    p.add_argument("--port", type=int, default=port, help="port to listen on (default: PORT or 8080)")
+    host = os.environ.get("HOST") or "0.0.0.0"
+    p.add_argument("--host", default=host, help="address to bind (default: HOST or 0.0.0.0)")
     p.add_argument("--engine", help="OCR engine (sets OCR_ENGINE): rapidocr, tesseract, paddleocr-vl")
     p.set_defaults(run=serve)
 
@@ -104,15 +112,34 @@ def _event_parser(commands: Any) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    exe = Path(sys.executable).with_name("functions-framework")
-    program = str(exe) if exe.exists() else shutil.which("functions-framework") or "functions-framework"
-    env = {**os.environ, "WORKERS": os.environ.get("WORKERS", "1"), "THREADS": os.environ.get("THREADS", "4")}
+    """functions-framework's app (`--source handler.py --target handle`) under functions-framework's
+    own gunicorn application, plus a graceful timeout from the settings and a draining worker."""
+    os.environ.setdefault("WORKERS", "1")
+    os.environ.setdefault("THREADS", "4")
     if args.engine:
-        env["OCR_ENGINE"] = args.engine
-    cmd = [program, "--source", "handler.py", "--target", "handle", "--port", str(args.port)]
+        os.environ["OCR_ENGINE"] = args.engine
     os.chdir(ROOT)  # handler.py imports `function` from the repository root
-    os.execvpe(program, cmd, env)
-    return 0  # not reached
+    from function.config import load_settings
+    from function.errors import ConfigError
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    gunicorn_app(args.host, args.port, settings).run()
+    return 0
+
+
+def gunicorn_app(host: str, port: int, settings: Any) -> Any:
+    """The gunicorn application `serve` runs (built, not started)."""
+    from functions_framework import create_app
+    from functions_framework._http.gunicorn import GunicornApplication
+
+    from function.lifecycle import gunicorn_options
+
+    app = create_app("handle", str(ROOT / "handler.py"), "http")
+    return GunicornApplication(app, host, port, False, **gunicorn_options(settings))
 
 
 # --- ocr ---------------------------------------------------------------------------------------------

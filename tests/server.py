@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +24,10 @@ def free_port() -> int:
 class FunctionServer:
     """Starts `functions-framework --source handler.py --target handle` as the README does."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, serve: bool = False) -> None:
+        """`serve=True` runs `python -m function serve` instead (the app under gunicorn with the
+        drain settings of function/lifecycle.py)."""
+        self.serve = serve
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -34,6 +38,8 @@ class FunctionServer:
     def start(self) -> FunctionServer:
         exe = Path(sys.executable).with_name("functions-framework")
         cmd = [str(exe), "--source", "handler.py", "--target", "handle", "--host", "127.0.0.1"]
+        if self.serve:
+            cmd = [sys.executable, "-m", "function", "serve", "--host", "127.0.0.1"]
         self.started_at = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -78,6 +84,24 @@ class FunctionServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+    def worker_pid(self) -> int:
+        """The pid of the worker process that answers (`GET /health`)."""
+        return int(requests.get(self.url + "/health", timeout=30).json()["pid"])
+
+    def in_flight(self) -> float:
+        """OCR requests in progress now (the `ocr_in_flight` gauge of `GET /metrics`)."""
+        text = requests.get(self.url + "/metrics", timeout=30).text
+        match = re.search(r"^ocr_in_flight (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    def wait_in_flight(self, count: int = 1, timeout: float = 60) -> None:
+        """Until at least `count` OCR requests are being processed."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight() < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} request(s) in flight after {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

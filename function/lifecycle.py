@@ -1,0 +1,141 @@
+"""The serving process's life: worker recycling, and a gunicorn worker that drains on SIGTERM.
+
+Recycling: a long-lived worker's memory only grows (allocator fragmentation, an engine's caches), so
+after `OCR_RECYCLE_AFTER_DOCS` documents or above `OCR_RECYCLE_RSS_MB` of resident memory the worker
+asks to be replaced. It sends itself SIGTERM once the response that crossed the line has been sent:
+gunicorn's worker then stops accepting, finishes the requests it holds, and exits; the arbiter forks
+a fresh worker, which loads the engine again (the at-fork hook in handler.py) while readiness says
+503. Only gunicorn replaces a worker that exits, so under any other server recycling is refused with
+one warning.
+
+Shutdown: SIGTERM to the gunicorn master closes its listening sockets and passes SIGTERM on to the
+workers, which finish what they hold within `graceful_timeout` (`drain_seconds`). `DrainingWorker`
+also closes the worker's own copies of the listening sockets at once, so a connection made after the
+SIGTERM is refused straight away instead of waiting in the kernel's backlog until the drain ends and
+then being reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker
+
+from function.config import Settings
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+# Answers that did no work on a document: no key, busy, or the engine not ready; they do not count.
+NOT_PROCESSED = frozenset({401, 429, 503})
+# What SIGTERM leaves to requests in flight when OCR_DRAIN_SEC is unset and there is no deadline.
+DEFAULT_DRAIN_SEC = 630.0
+DRAIN_MARGIN_SEC = 30.0
+
+
+def drain_seconds(settings: Settings) -> float:
+    """How long SIGTERM waits for requests in flight: OCR_DRAIN_SEC, else the per-document deadline
+    plus a margin for reading the body and storing the results."""
+    if settings.drain_sec is not None:
+        return settings.drain_sec
+    if settings.deadline_sec:
+        return settings.deadline_sec + DRAIN_MARGIN_SEC
+    return DEFAULT_DRAIN_SEC
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """The gunicorn settings `python -m function serve` adds to functions-framework's own."""
+    return {
+        "graceful_timeout": math.ceil(drain_seconds(settings)),  # gunicorn takes whole seconds
+        "worker_class": f"{__name__}.{DrainingWorker.__name__}",
+    }
+
+
+def is_gunicorn(environ: dict[str, Any]) -> bool:
+    return str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn")
+
+
+class Recycler:
+    """Counts the documents this worker process answered and watches its resident memory; when a
+    watermark is crossed, the worker exits gracefully after the current response (see the module)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.after_docs = settings.recycle_after_docs
+        self.rss_bytes = settings.recycle_rss_mb * MB
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._process: Any = None
+        self._docs = 0
+        self._armed = False  # this process has decided to go (once)
+        self._warned = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.after_docs or self.rss_bytes)
+
+    def after_document(self, response: Any, environ: dict[str, Any]) -> None:
+        """Called after every OCR request with its response (a flask.Response) and WSGI environ."""
+        if not self.enabled or response.status_code in NOT_PROCESSED:
+            return
+        reason = self._crossed()
+        if reason is None:
+            return
+        if not is_gunicorn(environ):
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "worker recycling is configured but the server is %r, not gunicorn: not recycling (%s)",
+                    environ.get("SERVER_SOFTWARE", "unknown"),
+                    reason,
+                )
+            return
+        pid = os.getpid()
+        log.info("recycling worker pid %d after this response: %s", pid, reason)
+        # After the response has been written; gunicorn's worker then drains and exits, and the
+        # arbiter forks a fresh one.
+        response.call_on_close(partial(os.kill, pid, signal.SIGTERM))
+
+    def _crossed(self) -> str | None:
+        """Why this worker should go, the first time a watermark is crossed; else None."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked worker starts from zero
+                self._pid, self._process, self._docs, self._armed = os.getpid(), None, 0, False
+            self._docs += 1
+            if self._armed:
+                return None
+            reason = None
+            if self.after_docs and self._docs >= self.after_docs:
+                reason = f"{self._docs} documents (OCR_RECYCLE_AFTER_DOCS={self.after_docs})"
+            elif self.rss_bytes:
+                rss = self._rss()
+                if rss >= self.rss_bytes:
+                    reason = (
+                        f"resident memory {rss / MB:.0f} MiB >= OCR_RECYCLE_RSS_MB={self.rss_bytes // MB} "
+                        f"after {self._docs} documents"
+                    )
+            self._armed = reason is not None
+            return reason
+
+    def _rss(self) -> int:
+        import psutil
+
+        if self._process is None:
+            self._process = psutil.Process()
+        return int(self._process.memory_info().rss)
+
+
+class DrainingWorker(ThreadWorker):
+    """gunicorn's gthread worker that, once told to stop, also closes its copies of the listening
+    sockets: new connections are refused at once while the requests in flight finish."""
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
