@@ -7,6 +7,7 @@ import sys
 
 import flask
 import functions_framework
+from werkzeug.exceptions import NotFound as RoutingNotFound
 
 from function import logs
 from function.config import load_settings
@@ -27,3 +28,10 @@ os.register_at_fork(after_in_child=app.runtime.start)
 @functions_framework.http
 def handle(request: flask.Request) -> flask.Response:
     return app.dispatch(request)
+
+
+# functions-framework routes a few paths (/robots.txt, /favicon.ico, paths with CR/LF) to its own HTML
+# 404; send them through the app too, so every answer is our JSON with a request id.
+@functions_framework.errorhandler(RoutingNotFound)
+def _unrouted(exc: RoutingNotFound) -> flask.Response:
+    return app.dispatch(flask.request)

@@ -24,11 +24,13 @@ class Admission:
         self._waiting = 0
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        if not self._free.acquire(blocking=False):
+    def slot(self) -> Iterator[bool]:
+        """Hold a slot for the block; yields whether it had to wait for one."""
+        waited = not self._free.acquire(blocking=False)
+        if waited:
             self._wait()
         try:
-            yield
+            yield waited
         finally:
             self._free.release()
 

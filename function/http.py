@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from function import auth, events, logs, metrics, openapi, service, tracing
 from function.admission import Admission
 from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge, UpstreamFailed
+from function.lifecycle import Recycler
 from function.options import Options
 from function.runtime import Runtime
 from function.sources import Source, fetch_url, from_base64, from_bytes, from_s3
@@ -38,6 +39,7 @@ class HttpApp:
         self.runtime = runtime
         settings = runtime.settings
         self.admission = Admission(settings.concurrency, settings.queue_size, settings.queue_wait_sec)
+        self.recycler = Recycler(settings)
         metrics.ENGINE_LOAD_SECONDS.set_function(lambda: runtime.load_seconds or 0.0)
         metrics.ENGINE_READY.set_function(lambda: 1.0 if runtime.ready else 0.0)
 
@@ -53,6 +55,7 @@ class HttpApp:
             if flask.g.get("ocr_request"):
                 response.headers["traceparent"] = flask.g.trace.traceparent
                 self._account(request, response, time.perf_counter() - began)
+                self.recycler.after_document(response, request.environ)
         return response
 
     def _answer(self, request: flask.Request, request_id: str) -> flask.Response:
@@ -142,7 +145,7 @@ class HttpApp:
             incoming = events.read_cloudevent(request.headers, request.get_data(), request.mimetype)
             return self._event(incoming, request, request_id)
         if request.mimetype == "application/json":
-            body = request.get_json(silent=True)
+            body = _json_body(request)
             if events.is_storage_webhook(body):
                 return self._event(events.read_webhook(body), request, request_id)
         source, fields = self._read_document(request)
@@ -236,7 +239,7 @@ class HttpApp:
                 fields, files, "multipart" if ctype.startswith("multipart") else "form"
             ), fields
         if ctype == "application/json":
-            body = request.get_json(silent=True)
+            body = _json_body(request)
             if not isinstance(body, dict):
                 raise BadRequest(
                     'the body is not a JSON object; send {"image_base64": "..."} or {"image_url": "..."}'
@@ -266,6 +269,8 @@ class HttpApp:
             raise BadRequest(f"send exactly one document; got {', '.join(present)}")
         name = present[0]
         filename = fields.get("filename")
+        if filename is not None and not isinstance(filename, str):
+            raise BadRequest("'filename' must be a string")
         if name == "file":
             upload = files["file"]
             return from_bytes(upload.read(), filename or upload.filename, "multipart", settings.max_bytes)
@@ -347,6 +352,14 @@ _NO_DOCUMENT = (
     "no document in the request: send a multipart field 'file', or 'image_base64', or 'image_url' "
     "(form or JSON), or the raw bytes with Content-Type image/* or application/pdf"
 )
+
+
+def _json_body(request: flask.Request) -> Any:
+    """The parsed JSON body, or None if it is not JSON; 400 for JSON nested deeper than Python parses."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
 
 
 def _request_id(header: str | None) -> str:

@@ -83,7 +83,7 @@ def run(
     job: Job, runtime: Runtime, base_url: str, slot: Callable[[], AbstractContextManager] = nullcontext
 ) -> dict[str, Any]:
     """OCR one document and store its results, or answer from stored ones; the contract's response.
-    `slot` bounds how many documents run at once (a cache hit needs none)."""
+    `slot` bounds how many documents run at once (a cache hit needs none); it yields whether it waited."""
     began = time.perf_counter()
     timings = Timings()
     settings = runtime.settings
@@ -100,16 +100,18 @@ def run(
     )
     prefix = result_prefix(source.filename, source.sha256, engine.fingerprint, job.options.output_affecting())
     store = runtime.store
-    if not job.options.force:
-        with timings.stage("lookup"):
-            cached = _cached(store, prefix, job.options.return_content)
-        if cached is not None:
-            metrics.CACHE_HITS.inc()
-            manifest, content = cached
-            return _response(job, manifest, _links(store, manifest, base_url), content, True, timings, began)
+    if not job.options.force and (hit := _from_cache(job, store, prefix, base_url, timings, began)):
+        return hit
     queued = time.perf_counter()
-    with slot():
+    with slot() as waited:
         timings.stages["queue"] = round(time.perf_counter() - queued, 4)
+        # The same document, sent twice at once, may have been finished by the other request meanwhile.
+        if (
+            waited
+            and not job.options.force
+            and (hit := _from_cache(job, store, prefix, base_url, timings, began))
+        ):
+            return hit
         pages_in_time = _within(pages, job.deadline, len(pages.selected), settings.deadline_sec)
         document, layout = recognise(engine, pages_in_time, job.options, source, timings)
         with timings.stage("render"):
@@ -124,6 +126,18 @@ def run(
     response = _response(job, manifest, _links(store, manifest, base_url), content, False, timings, began)
     log.info("request %s: %d page(s) in %.2fs", job.request_id, len(document.pages), response["elapsed_sec"])
     return response
+
+
+def _from_cache(
+    job: Job, store: ResultStore, prefix: str, base_url: str, timings: Timings, began: float
+) -> dict[str, Any] | None:
+    with timings.stage("lookup"):
+        cached = _cached(store, prefix, job.options.return_content)
+    if cached is None:
+        return None
+    metrics.CACHE_HITS.inc()
+    manifest, content = cached
+    return _response(job, manifest, _links(store, manifest, base_url), content, True, timings, began)
 
 
 def _within(

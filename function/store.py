@@ -173,9 +173,12 @@ class S3Store(ResultStore):
 
         s = self.settings
         config = Config(
-            retries={"mode": "standard"},
+            # Standard mode: exponential backoff with jitter on throttling, 5xx and connection errors.
+            # 3 attempts x (5 s connect + 20 s read) bounds a failed put at about 80 s, well inside the
+            # deadline; a put of a few MB to a healthy S3 answers in well under 20 s.
+            retries={"mode": "standard", "total_max_attempts": 3},
             connect_timeout=5,
-            read_timeout=60,
+            read_timeout=20,
             signature_version="s3v4",
             s3={"addressing_style": "path" if s.s3_force_path_style else "auto"},
         )

@@ -23,6 +23,7 @@ from PIL import Image
 from function.admission import Admission
 from function.errors import Busy
 from function.tracing import from_header
+from tests.conftest import engine_calls
 from tests.server import FunctionServer
 from tests.synthetic import make_pdf, page_with_text
 
@@ -141,6 +142,21 @@ def test_a_full_queue_answers_429_and_the_admitted_finish(busy_server: FunctionS
         waited = waiter.result()
     assert waited.status_code == 200, waited.text
     assert waited.json()["timings"]["queue"] > 0.5  # it really waited for the holder's slot
+
+
+def test_the_same_document_sent_twice_at_once_is_read_once(busy_server: FunctionServer) -> None:
+    """The second waits for the slot, then finds the first's result instead of running OCR again."""
+    twice = pdf(2, "Twice")
+    before = engine_calls(busy_server)
+
+    def send() -> requests.Response:
+        return requests.post(busy_server.url + "/ocr", files={"file": ("twice.pdf", twice)}, timeout=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = [f.result() for f in [pool.submit(send), pool.submit(send)]]
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert sorted(a.json()["cached"] for a in answers) == [False, True]
+    assert engine_calls(busy_server) == before + 1
 
 
 def test_the_deadline_stops_between_pages_with_504(tmp_path: Path) -> None:
