@@ -107,13 +107,14 @@ def read_cloudevent(headers: Mapping[str, str], body: bytes, mimetype: str) -> I
         raise BadRequest("batched CloudEvents are not supported; send one event per request")
     try:
         event = from_http(dict(headers), body)
-    except CloudEventError as exc:
+    # The SDK lets a body that is not UTF-8 JSON, one nested too deeply, or a null attribute through.
+    except (CloudEventError, ValueError, RecursionError) as exc:
         raise BadRequest(f"not a valid CloudEvent: {exc}") from None
     return Incoming(
         id=str(event["id"]),
         source=str(event["source"]),
         type=str(event["type"]),
-        subject=event.get("subject"),
+        subject=_text(event.get("subject")),
         data=event.data,
         event=event,
     )
@@ -121,14 +122,16 @@ def read_cloudevent(headers: Mapping[str, str], body: bytes, mimetype: str) -> I
 
 def read_webhook(body: dict[str, Any]) -> Incoming:
     records = body.get("Records") or [{}]
-    first = records[0] if isinstance(records[0], dict) else {}
-    response = first.get("responseElements") or {}
-    event_id = response.get("x-amz-request-id") or (first.get("s3") or {}).get("object", {}).get("sequencer")
+    first = _mapping(records[0])
+    response = _mapping(first.get("responseElements"))
+    event_id = response.get("x-amz-request-id") or _mapping(_mapping(first.get("s3")).get("object")).get(
+        "sequencer"
+    )
     return Incoming(
         id=str(event_id or uuid.uuid4().hex),
         source=str(first.get("eventSource") or "minio:s3"),
         type=str(body.get("EventName") or body.get("EventType") or first.get("eventName") or ""),
-        subject=body.get("Key"),
+        subject=_text(body.get("Key")),
         data=body,
     )
 
@@ -154,7 +157,7 @@ def plan(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | S
 
 def _request_item(incoming: Incoming) -> Item:
     body = _json_data(incoming.data)
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or not body:
         raise BadRequest(f"a {incoming.type} event carries a JSON object like the JSON input form")
     return Item(subject=incoming.subject or str(body.get("filename") or incoming.id), fields=body)
 
@@ -166,15 +169,18 @@ def _records(records: list[Any], settings: Settings, store: ResultStore) -> Work
         if "ObjectCreated" not in name:
             skipped.append(f"{name or 'an unnamed record'} is not an object creation")
             continue
-        s3 = record.get("s3") or {}
-        raw_key = str((s3.get("object") or {}).get("key") or "")
-        if not raw_key:
-            skipped.append("a record names no object key")
+        s3 = _mapping(record.get("s3"))
+        obj = _mapping(s3.get("object"))
+        raw_key = str(obj.get("key") or "")
+        bucket = _mapping(s3.get("bucket")).get("name") or None
+        if not raw_key or not _utf8(raw_key):
+            skipped.append("a record names no object key" if not raw_key else "a record's key is not UTF-8")
             continue
-        ref = ObjectRef(
-            bucket=(s3.get("bucket") or {}).get("name"), key=unquote_plus(raw_key), raw_key=raw_key
-        )
-        reason = _own_output(ref, settings, store) or _marked(s3.get("object") or {})
+        if bucket is not None and not (isinstance(bucket, str) and _utf8(bucket)):
+            skipped.append(f"a record's bucket name is not a string: {bucket!r}")
+            continue
+        ref = ObjectRef(bucket=bucket, key=unquote_plus(raw_key), raw_key=raw_key)
+        reason = _own_output(ref, settings, store) or _marked(obj)
         if reason:
             skipped.append(reason)
             continue
@@ -185,10 +191,15 @@ def _records(records: list[Any], settings: Settings, store: ResultStore) -> Work
 def _gcs(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
     if incoming.type != GCS_FINALIZED:
         return Skip(f"{incoming.type} is not an object creation")
-    data = _json_data(incoming.data)
-    if not isinstance(data, dict) or not data.get("name"):
+    data = _mapping(_json_data(incoming.data))
+    name, bucket = data.get("name"), data.get("bucket") or None
+    if (
+        not name
+        or not _utf8(str(name))
+        or not (bucket is None or (isinstance(bucket, str) and _utf8(bucket)))
+    ):
         raise BadRequest("a storage.object.v1.finalized event needs data with 'bucket' and 'name'")
-    ref = ObjectRef(bucket=data.get("bucket"), key=str(data["name"]))  # GCS names are not encoded
+    ref = ObjectRef(bucket=bucket, key=str(name))  # GCS names are not encoded
     reason = _own_output(ref, settings, store) or _marked(data)
     return Skip(reason) if reason else Work([Item(subject=ref.key, obj=ref)])
 
@@ -221,6 +232,7 @@ def _marked(obj: Mapping[str, Any]) -> str | None:
     meta = obj.get("userMetadata") or obj.get("metadata") or {}
     if isinstance(meta, list):  # Ceph: [{"key": ..., "val": ...}]
         meta = {str(m.get("key")): m.get("val") for m in meta if isinstance(m, dict)}
+    meta = _mapping(meta)
     name, value = OUTPUT_MARKER
     for k, v in meta.items():
         if str(k).lower().removeprefix("x-amz-meta-") == name and str(v) == value:
@@ -232,9 +244,28 @@ def _json_data(data: Any) -> Any:
     if isinstance(data, (bytes, str)):
         try:
             return json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
     return data
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else an empty one: senders' fields may hold anything."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """An optional string attribute (a structured event or a webhook may carry any JSON there)."""
+    return None if value is None or value == "" else str(value)
+
+
+def _utf8(text: str) -> bool:
+    """Whether `text` can be an S3 key (JSON's lone-surrogate escapes cannot)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _raw_bytes(data: Any) -> bytes:
@@ -275,7 +306,7 @@ def reply(incoming: Incoming, items: list[Item], outcomes: list[dict[str, Any]],
 def _header_value(value: str) -> str:
     """CloudEvents HTTP binding: in `ce-*` headers, percent-encode space, '"', '%' and anything outside
     printable ASCII (as UTF-8) — the SDK does not, and a Cyrillic object key would break the response."""
-    return quote(value, safe=_HEADER_SAFE)
+    return quote(value, safe=_HEADER_SAFE, errors="backslashreplace")
 
 
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')

@@ -125,17 +125,13 @@ def number(minimum: float | None = 0) -> Schema:
 BOOLEAN: Schema = {"type": "boolean"}
 
 
-def json_content(schema: Schema) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
 def request_id_header() -> dict[str, Any]:
     return {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
 
 
 def response(
     description: str, schema: Schema | None = None, *, media: str = "application/json", **headers: Any
-):  # type: ignore[no-untyped-def]
+) -> dict[str, Any]:
     """A response with the X-Request-Id header every answer carries."""
     out: dict[str, Any] = {"description": description, "headers": {**request_id_header(), **headers}}
     if schema is not None:
@@ -532,7 +528,9 @@ def _ocr_operation(operation_id: str, path: str) -> dict[str, Any]:
 
 def _probe_operation(operation_id: str) -> dict[str, Any]:
     return operation(
-        operation_id, "Endpoint probe (MinIO checks its webhook target this way)", {"200": response("OK")}
+        operation_id,
+        "Endpoint probe (MinIO checks its webhook target this way)",
+        {"200": response("OK"), **errors(401)},
     )
 
 
@@ -543,7 +541,7 @@ def _paths() -> dict[str, Any]:
             "get": operation(
                 "tryPage",
                 "The try-it page (OCR_TRY_PAGE); 405 when it is off",
-                {"200": response("The page", string(), media="text/html"), **errors(405)},
+                {"200": response("The page", string(), media="text/html"), **errors(401, 405)},
                 security=OPEN,
             ),
             "head": _probe_operation("probeRoot"),
