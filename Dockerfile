@@ -31,10 +31,12 @@ ENV OCR_ENGINE=paddleocr-vl \
     THREADS=4 \
     PORT=8080 \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK=True
 EXPOSE 8080
 # Python, not curl: every PaddleOCR-VL image runs Python, not every one has curl. Ready means the model
 # is loaded; loading takes minutes on a cold node.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/health/ready', timeout=4)"]
-CMD ["functions-framework", "--source", "handler.py", "--target", "handle"]
+# functions-framework's app and gunicorn, with SIGTERM draining for OCR_DRAIN_SEC (function/lifecycle.py).
+CMD ["python", "-m", "function", "serve"]

@@ -30,7 +30,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 run: system-deps $(VENV)/.cpu
-	WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/functions-framework --source handler.py --target handle --port $(PORT)
+	MALLOC_ARENA_MAX=2 WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
 
 test: system-deps $(VENV)/.dev $(PVENV)/.paddle
 	$(BIN)/ruff check .

@@ -414,7 +414,7 @@ def test_openfaas_image_runs_the_same_entrypoint_behind_the_watchdog() -> None:
     fprocess = re.search(r'fprocess="([^"]+)"', text)
     assert fprocess, "openfaas/Dockerfile sets fprocess"
     args = shlex.split(fprocess.group(1))
-    assert args[:5] == dockerfile_cmd(m.ROOT / "Dockerfile") == dockerfile_cmd(m.ROOT / "Dockerfile.cpu")
+    assert args[:4] == dockerfile_cmd(m.ROOT / "Dockerfile") == dockerfile_cmd(m.ROOT / "Dockerfile.cpu")
     port = args[args.index("--port") + 1]
     assert fn["environment"]["upstream_url"] == f"http://127.0.0.1:{port}"
     assert (
@@ -482,8 +482,8 @@ def test_cpu_container_processes_what_the_trigger_delivers(tmp_path: Path, moto_
         return key
 
     # FunctionServer runs exactly the image's CMD (plus --host/--port, which Knative gives as PORT).
-    srv = FunctionServer(env, tmp_path / "server.log")
-    entrypoint = ["functions-framework", "--source", "handler.py", "--target", "handle"]
+    srv = FunctionServer(env, tmp_path / "server.log", serve=True)
+    entrypoint = ["python", "-m", "function", "serve"]
     assert dockerfile_cmd(m.ROOT / "Dockerfile.cpu") == entrypoint
     srv.start()
     try:

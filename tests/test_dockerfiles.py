@@ -21,7 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ["Dockerfile", "Dockerfile.cpu", "openfaas/Dockerfile"]
 GPU_BASE = "ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-gpu-sm120-offline"
 # Variables the serving command itself reads (functions-framework and gunicorn), not our settings.
-SERVING_ENV = {"WORKERS", "THREADS", "PORT", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+# MALLOC_ARENA_MAX=2: glibc's per-thread arenas grew a worker by ~580 MiB under load (BENCHMARKS.md).
+SERVING_ENV = {
+    "WORKERS",
+    "THREADS",
+    "PORT",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "MALLOC_ARENA_MAX",
+}
 PADDLEX_ENV = {"PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "PIP_DISABLE_PIP_VERSION_CHECK"}
 
 
@@ -101,7 +109,7 @@ def _serves_as_non_root(steps: list[tuple[str, str]]) -> None:
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
     (health,) = [rest for word, rest in steps if word == "HEALTHCHECK"]
     assert "/health/ready" in health and "python" in health
-    assert steps[-1] == ("CMD", '["functions-framework", "--source", "handler.py", "--target", "handle"]')
+    assert steps[-1] == ("CMD", '["python", "-m", "function", "serve"]')
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
