@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 DOCUMENT_FIELDS = ("file", "image_base64", "image_url", "s3_uri")
 RAW_TYPES = ("image/", "application/pdf", "application/octet-stream")
 MULTIPART_OVERHEAD = 1024 * 1024
+NO_DOCUMENT_BODY = 64 * 1024  # the most any route but POST / and /ocr reads
 TRY_PAGE = Path(__file__).parent / "static" / "index.html"
 
 
@@ -48,9 +49,10 @@ class HttpApp:
         request_id = _request_id(request.headers.get("X-Request-Id"))
         flask.g.trace = tracing.from_header(request.headers.get("traceparent"))
         flask.g.ocr_request = request.method == "POST" and request.path.strip("/") in ("", "ocr")
+        request.max_content_length = NO_DOCUMENT_BODY  # routes without a document; _ocr raises it
         self.runtime.start()
         with logs.context(request_id=request_id, trace_id=flask.g.trace.trace_id):
-            response = self._answer(request, request_id)
+            response = _unbuffered(self._answer(request, request_id))
             response.headers["X-Request-Id"] = request_id
             if flask.g.get("ocr_request"):
                 response.headers["traceparent"] = flask.g.trace.traceparent
@@ -280,7 +282,7 @@ class HttpApp:
         if name == "image_base64":
             return from_base64(value, filename, "base64", settings.max_bytes)
         if name == "image_url":
-            return fetch_url(value, filename, settings.max_bytes, settings.url_fetch_timeout_sec)
+            return fetch_url(value, filename, settings)
         bucket, key = parse_s3_uri(value)
         return from_s3(self.runtime.store, bucket, key, filename, "s3", settings.max_bytes)
 
@@ -352,6 +354,16 @@ _NO_DOCUMENT = (
     "no document in the request: send a multipart field 'file', or 'image_base64', or 'image_url' "
     "(form or JSON), or the raw bytes with Content-Type image/* or application/pdf"
 )
+
+
+def _unbuffered(response: flask.Response) -> flask.Response:
+    """The response as a stream. functions-framework reads the whole request body after every
+    non-streamed response (its `read_request` hook): for a refused oversized body that read fails
+    (an HTML 500) or buffers it all. A streamed response skips the hook; gunicorn then discards at
+    most 64 KiB of the unread body and closes the connection."""
+    if not response.is_streamed:
+        response.response = iter([response.get_data()])
+    return response
 
 
 def _json_body(request: flask.Request) -> Any:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import requests
-
-from function.errors import BadRequest, TooLarge, UpstreamFailed
+from function.config import Settings
+from function.errors import BadRequest, TooLarge
+from function.fetch import fetch
 
 if TYPE_CHECKING:
     from function.store import ResultStore
@@ -58,32 +58,18 @@ def from_base64(text: str, filename: str | None, input_type: str, max_bytes: int
     return from_bytes(data, filename, input_type, max_bytes)
 
 
-def fetch_url(url: str, filename: str | None, max_bytes: int, timeout: float) -> Source:
-    """Plain HTTP(S) fetch with a timeout and a size cap enforced while streaming."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadRequest(f"'image_url' must be an http or https URL, got {url[:200]!r}")
-    try:
-        with requests.get(url, stream=True, timeout=timeout, allow_redirects=True) as resp:
-            if resp.status_code >= 400:
-                raise UpstreamFailed(f"fetching 'image_url' failed: the server answered {resp.status_code}")
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit():
-                check_size(int(declared), max_bytes)
-            data = _read_capped(resp, max_bytes)
-    except requests.RequestException as exc:
-        raise UpstreamFailed(f"fetching 'image_url' failed: {type(exc).__name__}") from exc
-    name = filename or unquote(parts.path.rsplit("/", 1)[-1])
-    return from_bytes(data, name, "url", max_bytes)
-
-
-def _read_capped(resp: requests.Response, max_bytes: int) -> bytes:
-    chunks, total = [], 0
-    for chunk in resp.iter_content(64 * 1024):
-        total += len(chunk)
-        check_size(total, max_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def fetch_url(url: str, filename: str | None, settings: Settings) -> Source:
+    """The document at `url`, fetched under the settings' SSRF, redirect, time and size limits
+    (see function/fetch.py)."""
+    fetched = fetch(
+        url,
+        max_bytes=settings.max_bytes,
+        timeout=settings.url_fetch_timeout_sec,
+        max_redirects=settings.url_max_redirects,
+        allow_private=settings.url_allow_private,
+    )
+    name = filename or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return from_bytes(fetched.data, name, "url", settings.max_bytes)
 
 
 def from_s3(

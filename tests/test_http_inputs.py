@@ -128,13 +128,24 @@ def test_raw_body_content_disposition(server: FunctionServer) -> None:
     assert assert_text(resp, "raw")["document"]["filename"] == "cd.png"
 
 
-def test_image_url(server: FunctionServer, image_host: str) -> None:
-    resp = ocr(server, json={"image_url": image_host + "/scan.png", "return_content": True})
+@pytest.fixture(scope="module")
+def url_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
+    """A function allowed to fetch from private addresses: `image_host` listens on 127.0.0.1, which the
+    default settings refuse (tests/test_hostile.py checks that)."""
+    tmp = tmp_path_factory.mktemp("function-url")
+    env = {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp}/output", "OCR_URL_ALLOW_PRIVATE": "true"}
+    with FunctionServer(env, tmp / "server.log") as srv:
+        yield srv
+
+
+def test_image_url(url_server: FunctionServer, image_host: str) -> None:
+    resp = ocr(url_server, json={"image_url": image_host + "/scan.png", "return_content": True})
     assert assert_text(resp, "url")["document"]["filename"] == "scan.png"
 
 
-def test_image_url_upstream_404_is_502(server: FunctionServer, image_host: str) -> None:
-    assert_error(ocr(server, json={"image_url": image_host + "/missing.png"}), 502, "upstream_failed", "404")
+def test_image_url_upstream_404_is_502(url_server: FunctionServer, image_host: str) -> None:
+    resp = ocr(url_server, json={"image_url": image_host + "/missing.png"})
+    assert_error(resp, 502, "upstream_failed", "404")
 
 
 @pytest.mark.parametrize(
