@@ -27,6 +27,8 @@ class Settings:
     ready_wait_sec: float = 30.0  # how long an early OCR request waits for the engine
     log_level: str = "INFO"
     concurrency: int = 1  # documents processed at once per pod; deployments set containerConcurrency to it
+    # Threads each inference may use (onnxruntime intra-op); 0: the pod's CPUs divided by `concurrency`.
+    engine_threads: int = 0
     queue_size: int = 8  # requests that may wait for a slot beyond `concurrency`; more get 429
     queue_wait_sec: float = 60.0  # how long a request waits for a slot before 429
     deadline_sec: float = 600.0  # per-document budget, checked between pages; 0 = none (504 when over)
@@ -90,6 +92,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_READY_WAIT_SEC": ("ready_wait_sec", float),
     "OCR_LOG_LEVEL": ("log_level", str),
     "OCR_CONCURRENCY": ("concurrency", int),
+    "OCR_ENGINE_THREADS": ("engine_threads", int),
     "OCR_QUEUE_SIZE": ("queue_size", int),
     "OCR_QUEUE_WAIT_SEC": ("queue_wait_sec", float),
     "OCR_DEADLINE_SEC": ("deadline_sec", float),
@@ -133,6 +136,7 @@ _NOT_NEGATIVE = {
     "recycle_rss_mb",
     "url_max_redirects",
     "drain_sec",
+    "engine_threads",
 }
 
 

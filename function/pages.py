@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps
@@ -34,6 +37,9 @@ MULTI_PAGE = {"TIFF"}  # GIF/WebP frames are animation, not pages: only the firs
 
 # Our own pixel check (OCR_MAX_PIXELS) runs before decoding; Pillow's bomb guard would only warn.
 Image.MAX_IMAGE_PIXELS = None
+# PDFium is not thread-safe, not even across documents (pypdfium2's docs): every call into it, from
+# any of the documents in progress or their page prefetchers, holds this lock.
+_PDFIUM = threading.RLock()
 
 
 @dataclass
@@ -62,7 +68,13 @@ def sniff(data: bytes) -> str:
 
 
 class PageSource:
-    """An opened document: its page count now, its selected pages one at a time later."""
+    """An opened document: its page count now, its selected pages one at a time later.
+
+    With `prefetch` (the default), the page after the one being read is rendered in a thread of
+    its own meanwhile, so the engine never waits for a page; at most two are in memory at once.
+    """
+
+    prefetch = True
 
     def __init__(self, data: bytes, media_type: str, selection: PageSelection | None, limits: PageLimits):
         self.media_type = media_type
@@ -73,7 +85,7 @@ class PageSource:
 
     def _count(self) -> int:
         if self.media_type == PDF:
-            with _open_pdf(self._data) as pdf:
+            with _PDFIUM, _open_pdf(self._data) as pdf:
                 return len(pdf)
         with _open_image(self._data) as img:
             return getattr(img, "n_frames", 1) if img.format in MULTI_PAGE else 1
@@ -92,23 +104,29 @@ class PageSource:
         return indices
 
     def __iter__(self) -> Iterator[PageImage]:
-        if self.media_type == PDF:
-            yield from self._pdf_pages()
-        else:
-            yield from self._image_pages()
+        pages = self._pdf_pages() if self.media_type == PDF else self._image_pages()
+        if self.prefetch and len(self.selected) > 1:
+            pages = _one_ahead(pages)
+        yield from pages
 
     def _pdf_pages(self) -> Iterator[PageImage]:
         scale = self._limits.pdf_dpi / 72
         with _open_pdf(self._data) as pdf:
             for index in self.selected:
-                page = pdf[index]
-                try:
-                    width, height = page.get_size()
-                    self._check_pixels(int(width * scale) * int(height * scale), index)
-                    bitmap = page.render(scale=scale)
-                    image = bitmap.to_pil().convert("RGB")
-                finally:
-                    page.close()
+                with _PDFIUM:
+                    page = pdf[index]
+                    try:
+                        width, height = page.get_size()
+                        self._check_pixels(int(width * scale) * int(height * scale), index)
+                        bitmap = page.render(scale=scale)
+                        try:
+                            image = bitmap.to_pil()  # RGB, copied out of PDFium's BGR buffer
+                            if image.mode != "RGB":  # other modes may share the buffer: copy
+                                image = image.convert("RGB")
+                        finally:
+                            bitmap.close()
+                    finally:
+                        page.close()
                 yield PageImage(index=index, image=image)
 
     def _image_pages(self) -> Iterator[PageImage]:
@@ -117,7 +135,7 @@ class PageSource:
                 img.seek(index)
                 self._check_pixels(img.width * img.height, index)
                 try:
-                    frame = ImageOps.exif_transpose(img.copy() if index else img)
+                    frame = ImageOps.exif_transpose(img)  # a new image: turned, or a copy of the frame
                     yield PageImage(index=index, image=_to_rgb(frame))
                 except OSError as exc:
                     raise Undecodable(f"page {index + 1} of the image could not be decoded: {exc}") from exc
@@ -128,12 +146,36 @@ class PageSource:
             raise TooLarge(f"page {index + 1} has {pixels} pixels, the limit is {limit} (OCR_MAX_PIXELS)")
 
 
+T = TypeVar("T")
+_END = object()
+
+
+def _one_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, the next one produced in a worker thread while the caller works on this one.
+
+    Errors reach the caller when it asks for the item that raised them; when the caller stops
+    early, the pending item is finished and `items` is closed in the caller's thread.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="page-prefetch")
+    try:
+        future = pool.submit(next, items, _END)
+        while (item := future.result()) is not _END:
+            future = pool.submit(next, items, _END)
+            yield item  # type: ignore[misc]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
 class _open_pdf:
     """pypdfium2 document as a context manager, with its errors mapped to 422."""
 
     def __init__(self, data: bytes) -> None:
         try:
-            self.pdf = pdfium.PdfDocument(data)
+            with _PDFIUM:
+                self.pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
             if "password" in str(exc).lower():
                 raise Undecodable("the PDF is encrypted; send it without a password") from exc
@@ -143,7 +185,8 @@ class _open_pdf:
         return self.pdf
 
     def __exit__(self, *exc: object) -> None:
-        self.pdf.close()
+        with _PDFIUM:
+            self.pdf.close()
 
 
 def _open_image(data: bytes) -> Image.Image:
@@ -165,4 +208,4 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return background
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         img = img.point(lambda v: v / 256).convert("L")  # 16-bit greyscale to 8 bits
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # convert() would copy an RGB page

@@ -4,6 +4,10 @@ functions-framework imports the handler in the gunicorn *parent* and forks worke
 model loaded at import would live in the wrong process (fatal for CUDA). The load therefore starts
 in a background thread of the process that serves: right after the fork (an at-fork hook), or on
 the first request where nothing forks. Readiness is 503 until it has finished.
+
+The cold start is logged once it is over (`startup`: seconds from the process's start to the handler
+imported, to the load beginning in the serving process, the engine's import, its models, its warm-up
+and the total), and kept in `Runtime.startup`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 from function.config import Settings
 from function.engines import ENGINES, Engine, create_engine
@@ -29,7 +34,8 @@ class Runtime:
             )
         self.settings = settings
         self.store: ResultStore = create_store(settings.store, settings)
-        self.started_at = time.time()
+        self.started_at = time.time()  # the handler is imported (this object is built at its import)
+        self._created_in = os.getpid()
         self._pid: int | None = None
         self._reset()
 
@@ -37,6 +43,7 @@ class Runtime:
         self.engine: Engine | None = None
         self.error: str | None = None
         self.load_seconds: float | None = None
+        self.startup: dict[str, float] = {}
         self._ready = threading.Event()
         self._start_lock = threading.Lock()
 
@@ -54,9 +61,11 @@ class Runtime:
 
     def _load(self) -> None:
         began = time.monotonic()
+        load_began = time.time()
         log.info("loading engine %s in pid %s", self.settings.engine, os.getpid())
         try:
             engine = create_engine(self.settings.engine, self.settings)
+            imported = time.monotonic() - began
             engine.load()
         except Exception as exc:  # the reason is served by readiness; never fall back silently
             self.error = f"engine {self.settings.engine!r} failed to load: {exc}"
@@ -66,6 +75,24 @@ class Runtime:
         self.load_seconds = round(time.monotonic() - began, 3)
         self._ready.set()
         log.info("engine %s ready in %.2fs (%s)", engine.name, self.load_seconds, engine.fingerprint)
+        self._log_startup(load_began, imported, engine)
+
+    def _log_startup(self, load_began: float, engine_import: float, engine: Engine) -> None:
+        """Where the cold start went, from the start of the process that was launched (the gunicorn
+        parent, when this worker was forked from it) to ready."""
+        launched = _process_start(self._created_in)
+        ready = time.time()
+        steps = {
+            "import": self.started_at - launched if launched else None,
+            "to_load": load_began - self.started_at,
+            "engine_import": engine_import,
+            **{k: engine.load_timings.get(k) for k in ("models", "warm_up")},
+            "load": self.load_seconds,
+            "total": ready - launched if launched else None,
+        }
+        self.startup = {k: round(v, 3) for k, v in steps.items() if v is not None}
+        text = " ".join(f"{k}={v:.3f}" for k, v in self.startup.items())
+        log.info("startup %s", text, extra={"event": "startup", "startup": self.startup})
 
     @property
     def ready(self) -> bool:
@@ -84,3 +111,16 @@ class Runtime:
 
     def uptime(self) -> float:
         return round(time.time() - self.started_at, 3)
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds, to the kernel's 10 ms tick; Linux), or None.
+
+    From /proc: the process's start in ticks since boot against the uptime now (psutil's
+    create_time rounds the boot time to whole seconds)."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None

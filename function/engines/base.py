@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from PIL import Image
 
 from function.config import Settings
 from function.document import Document
 from function.options import Options
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Engine(ABC):
     def __init__(self, settings: Settings) -> None:
         self.config = settings
         self._loaded = False
+        # Seconds of the load's steps ("models", "warm_up"), as the engine reports them (cold start).
+        self.load_timings: dict[str, float] = {}
 
     @property
     def ready(self) -> bool:
@@ -39,6 +46,14 @@ class Engine(ABC):
         """Load models (at cold start). Raises `EngineLoadError` with a reason a person can act on."""
         self._load()
         self._loaded = True
+
+    def _timed(self, step: str, fn: Callable[[], T]) -> T:
+        """`fn()`, its seconds kept in `load_timings[step]`."""
+        began = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.load_timings[step] = round(time.perf_counter() - began, 3)
 
     @abstractmethod
     def _load(self) -> None: ...
@@ -66,6 +81,42 @@ class Engine(ABC):
     @abstractmethod
     def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
         """OCR the pages (consumed one at a time) into a Document (source/engine unset)."""
+
+
+def slot_threads(settings: Settings, cpus: int) -> int:
+    """Threads one inference may use: OCR_ENGINE_THREADS, else the CPUs shared out between the
+    OCR_CONCURRENCY documents that run at once, so parallel documents never oversubscribe the cores."""
+    configured = getattr(settings, "engine_threads", 0)
+    if configured:
+        return configured
+    return max(1, cpus // max(1, settings.concurrency))
+
+
+class Slots(Generic[T]):
+    """Independent copies of an engine's stateful parts, one per document that may run at once.
+
+    A page borrows a copy for its run and gives it back, so documents in parallel never wait on
+    one another's lock; the admission slots (OCR_CONCURRENCY) keep a borrower from waiting at all.
+    Copies loaded after the first (`add`) join the pool when ready.
+    """
+
+    def __init__(self) -> None:
+        self._idle: queue.SimpleQueue[T] = queue.SimpleQueue()
+        self.count = 0
+
+    def add(self, item: T) -> None:
+        self.count += 1
+        self._idle.put(item)
+
+    @contextmanager
+    def borrow(self) -> Iterator[T]:
+        if not self.count:
+            raise RuntimeError("engine used before load()")
+        item = self._idle.get()
+        try:
+            yield item
+        finally:
+            self._idle.put(item)
 
 
 class EngineLoadError(RuntimeError):

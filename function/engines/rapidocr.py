@@ -9,20 +9,19 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import rapidocr
+import rapidocr  # the package only: its main module comes with `_import_rapidocr` below
 from PIL import Image
-from rapidocr import RapidOCR
 
 from function.config import Settings
 from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage
+from function.engines.base import Engine, EngineLoadError, PageImage, Slots, slot_threads
 from function.engines.layout import (
     LayoutModel,
     adopt_loggers,
@@ -35,6 +34,36 @@ from function.engines.layout import (
 from function.options import Options
 
 log = logging.getLogger(__name__)
+
+
+def _import_rapidocr() -> Any:
+    """`rapidocr.RapidOCR`. Importing it parses the package's 85 kB model registry
+    (default_models.yaml) with OmegaConf twice, 0.25 s each on the cold-start path; the registry is
+    only ever read (and not at all with explicit model paths), so the second parse reuses the first."""
+    from omegaconf import OmegaConf
+
+    original = OmegaConf.__dict__["load"]
+    parsed: dict[str, Any] = {}
+
+    def load_once(path: Any) -> Any:
+        key = str(path)
+        if key not in parsed:
+            parsed[key] = original.__func__(path)
+        return parsed[key]
+
+    OmegaConf.load = load_once  # type: ignore[method-assign]
+    try:
+        from rapidocr import RapidOCR
+
+        return RapidOCR
+    finally:
+        OmegaConf.load = original  # type: ignore[method-assign]
+
+
+if TYPE_CHECKING:
+    from rapidocr import RapidOCR
+else:
+    RapidOCR = _import_rapidocr()
 
 MODEL_DIR = Path(rapidocr.__file__).parent / "models"
 MODEL_FILES = {
@@ -63,9 +92,16 @@ class RapidOCREngine(Engine):
         self.use_cls = False
         self.layout_conf_thresh = 0.5
         self.layout_iou_thresh = 0.5
-        self.threads = cpu_threads()
-        self._ocr: RapidOCR | None = None
-        self._lock = threading.Lock()  # one rapidocr call at a time (see read_lines)
+        # Documents at once (OCR_CONCURRENCY) and the onnxruntime threads of each inference: the
+        # CPUs shared out between them, so parallel documents do not oversubscribe the cores.
+        self.slots = max(1, settings.concurrency)
+        self.threads = slot_threads(settings, cpu_threads())
+        # A RapidOCR object is not thread-safe (each call rewrites its switches), so each slot has
+        # its own; all of them share one set of onnxruntime sessions (whose run() is thread-safe),
+        # so a slot costs no memory or load time. Measured at concurrency 2 on 2 cores: one shared
+        # object behind a lock with 2 threads per inference 0.13 pages/s, a slot each (1 thread)
+        # 0.18, the same as two separate processes (BENCHMARKS.md, "Function overhead").
+        self._ocr: Slots[RapidOCR] = Slots()
         self._layout: LayoutModel | None = None
 
     # ------------------------------------------------------------ loading
@@ -84,17 +120,38 @@ class RapidOCREngine(Engine):
         paths = self.model_paths()
         adopt_loggers("RapidOCR")
         logging.getLogger("RapidOCR").addFilter(_not_an_empty_page)
-        self._ocr = RapidOCR(params=self._params(paths))
-        self._layout = LayoutModel(
-            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=self.threads
-        )
-        self._warm_up()
+        first = self._timed("models", lambda: self._build(paths))
+        self._timed("warm_up", lambda: self._warm_up(first))
+        self._ocr.add(first)
+        for _ in range(1, self.slots):
+            self._ocr.add(self._sharing(first, paths))
         log.info(
-            "rapidocr engine loaded in %.2f s (%s threads, %s)",
+            "rapidocr engine loaded in %.2f s (%s slot(s) of %s thread(s), %s)",
             time.perf_counter() - started,
+            self.slots,
             self.threads,
             ", ".join(p.name for p in paths.values()),
         )
+
+    def _build(self, paths: dict[str, Path]) -> RapidOCR:
+        """The models: rapidocr's sessions (built now, not by the first call) and the layout model."""
+        ocr = RapidOCR(params=self._params(paths))
+        steps = ["_load_det_model", "_load_rec_model"] + (["_load_cls_model"] if self.use_cls else [])
+        for step in steps:  # rapidocr 3.x; a version without them builds its sessions on first use
+            getattr(ocr, step, lambda: None)()
+        self._layout = LayoutModel(
+            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=self.threads
+        )
+        return ocr
+
+    def _sharing(self, first: RapidOCR, paths: dict[str, Path]) -> RapidOCR:
+        """Another RapidOCR object on the first one's sessions (their predictors keep no state
+        between calls); with an unknown rapidocr layout, one with sessions of its own."""
+        ocr = RapidOCR(params=self._params(paths))
+        for part in ("text_det", "text_rec", "text_cls"):
+            if getattr(first, part, None) is not None and hasattr(ocr, part):
+                setattr(ocr, part, getattr(first, part))
+        return ocr
 
     def _params(self, paths: dict[str, Path]) -> dict[str, object]:
         params: dict[str, object] = {
@@ -112,12 +169,17 @@ class RapidOCREngine(Engine):
             params[f"{section}.model_path"] = str(paths.get(kind, MODEL_DIR / MODEL_FILES[kind]))
         return params
 
-    def _warm_up(self) -> None:
-        """The first call builds the onnxruntime sessions; pay for that at load, not on a request."""
-        image = np.full((96, 360, 3), 255, dtype=np.uint8)
-        cv2.putText(image, "Warm up 123", (12, 62), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 2)
+    def _warm_up(self, ocr: RapidOCR) -> None:
+        """The first inference allocates onnxruntime's buffers; pay for that at load, not on a request.
+
+        Square and small: the detector scales a short side up to 736 px, so a 96 x 360 strip became
+        736 x 2760 and cost 1.1 s of cold start here; this costs 0.35 s. Either way the first full
+        page is some 0.4 s slower than the next (buffers sized for a page); only a full-page warm-up,
+        seconds long, would take that too (BENCHMARKS.md, "Function overhead")."""
+        image = np.full((192, 192, 3), 255, dtype=np.uint8)
+        cv2.putText(image, "Warm 12", (20, 105), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
         try:
-            self.read_lines(image)
+            _read_lines(ocr, image, self.use_cls)
             assert self._layout is not None
             self._layout.warm_up()
         except EngineLoadError:
@@ -151,61 +213,81 @@ class RapidOCREngine(Engine):
     # ------------------------------------------------------------ OCR
 
     def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
-        if self._ocr is None or self._layout is None:
+        if not self.ready or self._layout is None:
             raise RuntimeError("rapidocr engine used before load()")
         return collect(self._page(page) for page in pages)
 
     def _page(self, page: PageImage) -> tuple[Page, dict[str, Image.Image]]:
         assert self._layout is not None
-        rgb = np.asarray(page.image.convert("RGB"))
-        return analyse_page(rgb, page.index, self._layout, self.read_lines, self.read_crop, self.read_text)
+        rgb = np.asarray(_rgb(page.image))
+        with self._ocr.borrow() as ocr:
+            return analyse_page(
+                rgb,
+                page.index,
+                self._layout,
+                lambda image: _read_lines(ocr, image, self.use_cls),
+                lambda crop: _read_crop(ocr, crop, self.use_cls),
+                lambda crop: _read_text(ocr, crop),
+            )
 
     def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
         """Text lines of an RGB image, boxes in its pixels (rapidocr maps back from any shrinking)."""
-        assert self._ocr is not None
-        # A numpy array goes in as BGR, as rapidocr reads its image files. The step switches are
-        # passed every time: rapidocr keeps the last call's switches as its new defaults.
-        with self._lock:
-            result = self._ocr(
-                np.ascontiguousarray(rgb[..., ::-1]), use_det=True, use_cls=self.use_cls, use_rec=True
-            )
-        boxes, txts, scores = (getattr(result, k, None) for k in ("boxes", "txts", "scores"))
-        if boxes is None or txts is None or scores is None:
-            return []
-        height, width = rgb.shape[:2]
-        return [
-            TextLine(text=text.strip(), bbox=_axis_aligned(box, width, height), score=float(score))
-            for box, text, score in zip(boxes, txts, scores, strict=True)
-            if text.strip()
-        ]
+        with self._ocr.borrow() as ocr:
+            return _read_lines(ocr, rgb, self.use_cls)
 
     def read_crop(self, crop: np.ndarray) -> list[TextLine]:
-        """Lines of a small crop, read on a white canvas at least CANVAS pixels a side.
-
-        The detector scales a crop's short side up to 736 px (a 30 px strip would become a huge
-        image) and needs white space around text; a canvas gives it both at the crop's own scale.
-        """
-        h, w = crop.shape[:2]
-        canvas = np.full((max(CANVAS, h + 2 * CROP_PAD), max(CANVAS, w + 2 * CROP_PAD), 3), 255, np.uint8)
-        canvas[CROP_PAD : CROP_PAD + h, CROP_PAD : CROP_PAD + w] = crop
-        return [
-            TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score)
-            for ln in self.read_lines(canvas)
-        ]
+        """Lines of a small crop, read on a white canvas (see `_read_crop`)."""
+        with self._ocr.borrow() as ocr:
+            return _read_crop(ocr, crop, self.use_cls)
 
     def read_text(self, crop: np.ndarray) -> tuple[str, float | None]:
         """The one line of text in an RGB crop, recognition only (no detection)."""
-        assert self._ocr is not None
-        if crop.shape[0] < 4 or crop.shape[1] < 4:
-            return "", None
-        with self._lock:
-            result = self._ocr(
-                np.ascontiguousarray(crop[..., ::-1]), use_det=False, use_cls=False, use_rec=True
-            )
-        txts, scores = getattr(result, "txts", None), getattr(result, "scores", None)
-        if not txts or not scores:
-            return "", None
-        return str(txts[0]), float(scores[0])
+        with self._ocr.borrow() as ocr:
+            return _read_text(ocr, crop)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB page
+
+
+def _read_lines(ocr: RapidOCR, rgb: np.ndarray, use_cls: bool) -> list[TextLine]:
+    # A numpy array goes in as BGR, as rapidocr reads its image files. The step switches are
+    # passed every time: rapidocr keeps the last call's switches as its new defaults.
+    result = ocr(np.ascontiguousarray(rgb[..., ::-1]), use_det=True, use_cls=use_cls, use_rec=True)
+    boxes, txts, scores = (getattr(result, k, None) for k in ("boxes", "txts", "scores"))
+    if boxes is None or txts is None or scores is None:
+        return []
+    height, width = rgb.shape[:2]
+    return [
+        TextLine(text=text.strip(), bbox=_axis_aligned(box, width, height), score=float(score))
+        for box, text, score in zip(boxes, txts, scores, strict=True)
+        if text.strip()
+    ]
+
+
+def _read_crop(ocr: RapidOCR, crop: np.ndarray, use_cls: bool) -> list[TextLine]:
+    """Lines of a small crop, read on a white canvas at least CANVAS pixels a side.
+
+    The detector scales a crop's short side up to 736 px (a 30 px strip would become a huge
+    image) and needs white space around text; a canvas gives it both at the crop's own scale.
+    """
+    h, w = crop.shape[:2]
+    canvas = np.full((max(CANVAS, h + 2 * CROP_PAD), max(CANVAS, w + 2 * CROP_PAD), 3), 255, np.uint8)
+    canvas[CROP_PAD : CROP_PAD + h, CROP_PAD : CROP_PAD + w] = crop
+    return [
+        TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score)
+        for ln in _read_lines(ocr, canvas, use_cls)
+    ]
+
+
+def _read_text(ocr: RapidOCR, crop: np.ndarray) -> tuple[str, float | None]:
+    if crop.shape[0] < 4 or crop.shape[1] < 4:
+        return "", None
+    result = ocr(np.ascontiguousarray(crop[..., ::-1]), use_det=False, use_cls=False, use_rec=True)
+    txts, scores = getattr(result, "txts", None), getattr(result, "scores", None)
+    if not txts or not scores:
+        return "", None
+    return str(txts[0]), float(scores[0])
 
 
 def _not_an_empty_page(record: logging.LogRecord) -> bool:

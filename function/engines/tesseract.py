@@ -30,7 +30,7 @@ from PIL import Image
 
 from function.config import Settings
 from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage
+from function.engines.base import Engine, EngineLoadError, PageImage, Slots, slot_threads
 from function.engines.layout import (
     LayoutModel,
     analyse_page,
@@ -104,15 +104,21 @@ class TesseractEngine(Engine):
         self.layout_conf_thresh = 0.5
         self.layout_iou_thresh = 0.5
         self.tessdata = find_tessdata(env)
-        self._apis: dict[str, Any] = {}  # langs -> tesserocr.PyTessBaseAPI
-        self._locks: dict[str, threading.Lock] = {}  # one call at a time per API (it is stateful)
-        self._guard = threading.Lock()
+        # Documents at once (OCR_CONCURRENCY), each on Tesseract APIs of its own (an API is
+        # stateful: one call at a time), and the layout model's threads per inference: the CPUs
+        # shared out between the documents, so parallel documents do not oversubscribe the cores.
+        self.slots = max(1, settings.concurrency)
+        self.threads = slot_threads(settings, cpu_threads())
+        self._apis: Slots[dict[str, Any]] = Slots()  # per slot: langs -> tesserocr.PyTessBaseAPI
         self._layout: LayoutModel | None = None
 
     # ------------------------------------------------------------ loading
 
     def _load(self) -> None:
         started = time.perf_counter()
+        # A libtesseract built with OpenMP would start its own threads per call; the PyPI wheel's
+        # is built without. Read when the library loads, so set before the first import.
+        os.environ.setdefault("OMP_THREAD_LIMIT", str(self.threads))
         if self.tessdata is None:
             raise EngineLoadError(
                 "no Tesseract language data (*.traineddata) found in TESSDATA_PREFIX or "
@@ -124,30 +130,45 @@ class TesseractEngine(Engine):
                 f"OCR_TESSERACT_LANGS={self.langs!r}: {'+'.join(missing)} not installed in {self.tessdata}; "
                 f"installed: {', '.join(installed_languages(self.tessdata))}"
             )
-        self._api(self.langs)
-        self._layout = LayoutModel(
-            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=cpu_threads()
-        )
-        self._warm_up()
+        first: dict[str, Any] = self._timed("models", lambda: self._build())
+        self._timed("warm_up", lambda: self._warm_up(first))
+        self._apis.add(first)
+        if self.slots > 1:  # the other slots' APIs load beside the first requests, not before ready
+            threading.Thread(target=self._more_slots, name="tesseract-slots", daemon=True).start()
         log.info(
-            "tesseract engine loaded in %.2f s (%s from %s)",
+            "tesseract engine loaded in %.2f s (%s from %s; %s slot(s), %s thread(s) each)",
             time.perf_counter() - started,
             self.langs,
             self.tessdata,
+            self.slots,
+            self.threads,
         )
 
-    def _api(self, langs: str) -> Any:
-        """The loaded API for a language set; built once (about 0.3 s for rus+eng) and kept."""
-        with self._guard:
-            if langs not in self._apis:
-                self._apis[langs] = _build_api(self.tessdata, langs, self.psm)
-                self._locks[langs] = threading.Lock()
-            return self._apis[langs]
+    def _build(self) -> dict[str, Any]:
+        apis = {self.langs: _build_api(self.tessdata, self.langs, self.psm)}
+        self._layout = LayoutModel(
+            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=self.threads
+        )
+        return apis
 
-    def _warm_up(self) -> None:
+    def _more_slots(self) -> None:
+        for _ in range(1, self.slots):
+            try:
+                self._apis.add({self.langs: _build_api(self.tessdata, self.langs, self.psm)})
+            except Exception:  # the first slot serves on; documents wait for it in turn
+                log.exception("tesseract: an extra slot could not be loaded")
+                return
+
+    def _api(self, apis: dict[str, Any], langs: str) -> Any:
+        """A slot's API for a language set; built on first use (about 0.3 s for rus+eng) and kept."""
+        if langs not in apis:
+            apis[langs] = _build_api(self.tessdata, langs, self.psm)
+        return apis[langs]
+
+    def _warm_up(self, apis: dict[str, Any]) -> None:
         assert self._layout is not None
         self._layout.warm_up()
-        self.read_lines(np.full((64, 256, 3), 255, dtype=np.uint8))
+        self._read_lines(apis, np.full((64, 256, 3), 255, dtype=np.uint8))
 
     # ------------------------------------------------------------ identity
 
@@ -183,37 +204,52 @@ class TesseractEngine(Engine):
 
     def _page(self, page: PageImage, langs: str) -> tuple[Page, dict[str, Image.Image]]:
         assert self._layout is not None
-        rgb = np.asarray(page.image.convert("RGB"))
-        return analyse_page(
-            rgb,
-            page.index,
-            self._layout,
-            lambda image: self.read_lines(image, langs),
-            lambda crop: self.read_crop(crop, langs),
-            lambda crop: self.read_text(crop, langs),
-        )
+        image = page.image if page.image.mode == "RGB" else page.image.convert("RGB")
+        rgb = np.asarray(image)
+        with self._apis.borrow() as apis:
+            return analyse_page(
+                rgb,
+                page.index,
+                self._layout,
+                lambda image: self._read_lines(apis, image, langs),
+                lambda crop: self._read_crop(apis, crop, langs),
+                lambda crop: self._read_text(apis, crop, langs),
+            )
 
     def read_lines(self, rgb: np.ndarray, langs: str | None = None, psm: int | None = None) -> list[TextLine]:
         """Text lines of an RGB image (boxes in its pixels), built from Tesseract's words."""
-        langs = langs or self.langs
-        api = self._api(langs)
-        with self._locks[langs]:
-            api.SetPageSegMode(self.psm if psm is None else psm)
-            api.SetImage(Image.fromarray(rgb))
-            api.Recognize()
-            return _lines(api)
+        with self._apis.borrow() as apis:
+            return self._read_lines(apis, rgb, langs, psm)
 
     def read_crop(self, crop: np.ndarray, langs: str | None = None) -> list[TextLine]:
         """Lines of a layout region, read on a white border as one block of text (PSM 6)."""
-        padded = _pad(crop, CROP_PAD)
-        lines = self.read_lines(padded, langs, psm=6)
-        return [TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score) for ln in lines]
+        with self._apis.borrow() as apis:
+            return self._read_crop(apis, crop, langs)
 
     def read_text(self, crop: np.ndarray, langs: str | None = None) -> tuple[str, float | None]:
         """The one line of text in an RGB crop (a table cell's piece of a line), PSM 7."""
+        with self._apis.borrow() as apis:
+            return self._read_text(apis, crop, langs)
+
+    def _read_lines(
+        self, apis: dict[str, Any], rgb: np.ndarray, langs: str | None = None, psm: int | None = None
+    ) -> list[TextLine]:
+        api = self._api(apis, langs or self.langs)
+        api.SetPageSegMode(self.psm if psm is None else psm)
+        api.SetImage(Image.fromarray(rgb))
+        api.Recognize()
+        return _lines(api)
+
+    def _read_crop(self, apis: dict[str, Any], crop: np.ndarray, langs: str | None) -> list[TextLine]:
+        lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, psm=6)
+        return [TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score) for ln in lines]
+
+    def _read_text(
+        self, apis: dict[str, Any], crop: np.ndarray, langs: str | None
+    ) -> tuple[str, float | None]:
         if crop.shape[0] < 4 or crop.shape[1] < 4:
             return "", None
-        lines = self.read_lines(_pad(crop, CROP_PAD), langs, psm=7)
+        lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, psm=7)
         if not lines:
             return "", None
         scores = [ln.score for ln in lines if ln.score is not None]

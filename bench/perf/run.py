@@ -1,0 +1,509 @@
+"""The function against its bare engine, side by side in one run, on the same pages.
+
+    python -m bench.perf --engine rapidocr                 # the full run (tens of minutes on 2 cores)
+    python -m bench.perf --engine tesseract --rounds 5
+    python -m bench.perf --quick --out /tmp/perf           # seconds-to-a-minute smoke run (CI)
+
+"Bare engine" is the engine's own `predict` on pages already decoded, in this process: what the
+function would cost if HTTP, document decoding, the cache and the result store were free. "Function"
+is the real thing as `make run` starts it (functions-framework, one gunicorn worker, 4 threads),
+timed by an HTTP client from upload to answer. Every comparison interleaves the two sides in the
+same round, alternating which goes first, so the noise of a shared machine falls on both alike;
+ratios are taken per round and reported as the median with the spread (min–max) across rounds.
+`python -m bench.perf` re-runs itself with the allocator settings the function runs with
+(MALLOC_ARENA_MAX=2, as `make run` and the images set it), so the bare engine here has them too.
+
+Sections (`--only`):
+- seq: s/page, function vs bare, at OCR_CONCURRENCY=1, on a 1-page PNG and a multi-page PDF; also
+  the in-process service path (render + engine + Markdown/JSON) with and without page prefetch.
+- par: pages/s with parallel clients against the function at OCR_CONCURRENCY=2, and the bare engine
+  run every way it can run in parallel (one engine, one or two callers; a slot per caller; two
+  processes); the function at concurrency 2 against the best of them.
+- cache: a repeated document (answered from its stored result) against the OCR it saves.
+- cold: process start to ready, function vs a fresh process that only loads the bare models.
+- memory: the worker's resident memory over a long PDF of light pages against a 1-page one.
+
+Writes `results.json`, `report.md` (tables, each with the command) and PNG plots to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.perf import report
+from bench.perf.bare import Processes, Throughput, load_engine, predict, threaded
+from bench.perf.server import ROOT, RssSampler, Server, post
+from bench.perf.workloads import Workload, image_doc, light_pdf, pdf_doc
+from function import service
+from function.config import load_settings
+from function.document import SourceInfo
+from function.engines import Engine
+from function.engines.layout import cpu_threads
+from function.options import Options
+from function.render import render_json, render_markdown
+
+log = logging.getLogger("bench.perf")
+SECTIONS = ("cold", "seq", "par", "cache", "memory")
+ONE = "bare: one engine, all CPUs per inference"
+MB = 1024 * 1024
+
+
+@dataclass
+class Plan:
+    engine: str
+    quick: bool
+    rounds: int
+    dpi: int
+    pdf_pages: int
+    long_pages: int
+    par_pages: int  # one-page documents per throughput measurement
+    clients: list[int]  # client concurrency against the function at OCR_CONCURRENCY=N
+    slots: int  # N
+    cache_hits: int
+    cold_rounds: int
+    processes: bool
+    sections: list[str]
+    out: Path
+    command: str
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the function and engine
+    before: Path | None = None  # another source tree (the code before a change), run as a third side
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> Plan:
+        p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
+        p.add_argument("--engine", default="rapidocr", choices=["rapidocr", "tesseract"])
+        p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke run for CI")
+        p.add_argument("--rounds", type=int, help="rounds of each interleaved comparison (default 3)")
+        p.add_argument("--pdf-pages", type=int, help="pages of the multi-page PDF (default 10)")
+        p.add_argument("--long-pages", type=int, help="pages of the long light PDF (default 200)")
+        p.add_argument("--par-pages", type=int, help="one-page documents per throughput block (default 6)")
+        p.add_argument("--dpi", type=int, help="page resolution, OCR_PDF_DPI (default 200)")
+        p.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
+        p.add_argument("--no-processes", action="store_true", help="skip the bare engine in 2 processes")
+        p.add_argument("--out", type=Path, help="where results.json, report.md and plots go")
+        p.add_argument(
+            "--before",
+            type=Path,
+            help="a copy of the repository before a change: its function runs as a third side, "
+            "'function (before)', in the cold, seq and par sections",
+        )
+        p.add_argument(
+            "--env", action="append", default=[], metavar="VAR=VALUE", help="more environment, both sides"
+        )
+        a = p.parse_args(argv)
+        quick = a.quick
+        cpus = cpu_threads()
+        sections = a.only.split(",") if a.only else list(SECTIONS)
+        unknown = set(sections) - set(SECTIONS)
+        if unknown:
+            p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+        return cls(
+            engine=a.engine,
+            quick=quick,
+            rounds=a.rounds or (1 if quick else 3),
+            dpi=a.dpi or (100 if quick else 200),
+            pdf_pages=a.pdf_pages or (2 if quick else 10),
+            long_pages=a.long_pages or (4 if quick else 200),
+            par_pages=a.par_pages or (2 if quick else 6),
+            clients=[1, 2] if quick else sorted({1, 2, cpus, 2 * cpus}),
+            slots=cpus,
+            cache_hits=3 if quick else 15,
+            cold_rounds=1 if quick else a.rounds or 3,
+            processes=not (quick or a.no_processes),
+            sections=[s for s in SECTIONS if s in sections],
+            out=a.out or ROOT / "bench" / "results" / a.engine,
+            command="python -m bench.perf " + " ".join(argv if argv is not None else sys.argv[1:]),
+            env=dict(item.split("=", 1) for item in a.env),
+            before=a.before,
+        )
+
+
+class Bench:
+    def __init__(self, plan: Plan, work: Path) -> None:
+        self.plan = plan
+        self.work = work
+        self.results: dict[str, Any] = {
+            "engine": plan.engine,
+            "command": plan.command,
+            "cpus": cpu_threads(),
+            "dpi": plan.dpi,
+            "quick": plan.quick,
+        }
+        self.env = {"OCR_ENGINE": plan.engine, "OCR_PDF_DPI": str(plan.dpi), **plan.env}
+        self.servers: list[Server] = []
+        self._engines: dict[str, Engine] = {}
+        self._docs: list[Workload] = []
+
+    # ------------------------------------------------------------ set-up
+
+    def server(self, name: str, concurrency: int, root: Path = ROOT) -> Server:
+        srv = Server({**self.env, "OCR_CONCURRENCY": str(concurrency)}, self.work, name, root).start()
+        self.servers.append(srv)
+        return srv
+
+    def engine(self, key: str) -> Engine:
+        """`one`: the engine as the function builds it at OCR_CONCURRENCY=1 (all CPUs per inference);
+        `slots`: at OCR_CONCURRENCY=N (N slots, CPUs/N threads each); `wide`: N slots, all CPUs each."""
+        if key not in self._engines:
+            concurrency = 1 if key == "one" else self.plan.slots
+            self._engines[key] = load_engine(
+                self.plan.engine,
+                {**self.env, "OCR_CONCURRENCY": str(concurrency)},
+                threads=cpu_threads() if key == "wide" else None,
+            )
+        return self._engines[key]
+
+    def close(self) -> None:
+        for srv in self.servers:
+            srv.stop()
+
+    # ------------------------------------------------------------ sections
+
+    def cold(self) -> None:
+        """Spawn to ready, the function against a process that loads only the bare models."""
+        rows = []
+        threads = max(1, cpu_threads())  # OCR_CONCURRENCY=1: the function's engine uses every CPU
+        for r in range(self.plan.cold_rounds):
+            sides = ["bare", "function"] if r % 2 == 0 else ["function", "bare"]
+            row: dict[str, Any] = {}
+            if self.plan.before is not None:
+                sides.insert(1, "function_before")
+            for side in sides:
+                if side == "bare":
+                    row["bare"] = _bare_cold(self.plan.engine, threads)
+                elif side == "function":
+                    row["function"] = self._function_cold(f"cold-{r}", ROOT)
+                else:
+                    row[side] = self._function_cold(f"cold-before-{r}", self.plan.before)
+            rows.append(row)
+            log.info("cold %d: %s", r, row)
+        self.results["cold"] = rows
+
+    def _function_cold(self, name: str, root: Path | None) -> dict[str, Any]:
+        srv = Server({**self.env, "OCR_CONCURRENCY": "1"}, self.work, name, root or ROOT).start()
+        try:
+            ready = srv.wait_ready()
+            split = srv.startup()
+            doc = image_doc(self.plan.engine, self.plan.dpi)
+            session = requests.Session()
+            first = post(session, srv.url, doc.filename, doc.data).seconds
+            second = post(session, srv.url, doc.filename, doc.data).seconds
+            return {"ready": ready, "split": split, "first_request": first, "second_request": second}
+        finally:
+            srv.stop()
+
+    def docs(self) -> list[Workload]:
+        """The 1-page image and the multi-page PDF, made once (a PDF's bytes carry its creation time)."""
+        if not self._docs:
+            plan = self.plan
+            self._docs = [image_doc(plan.engine, plan.dpi), pdf_doc(plan.engine, plan.pdf_pages, plan.dpi)]
+        return self._docs
+
+    def seq(self, s1: Server, before: Server | None) -> None:
+        engine = self.engine("one")
+        docs = self.docs()
+        session = requests.Session()
+        for doc in docs:  # warm both sides on this shape of work
+            predict(engine, doc.pages()[:1])
+            for srv in (s1, before) if before else (s1,):
+                post(session, srv.url, doc.filename, doc.data)
+        out: dict[str, Any] = {}
+        for doc in docs:
+            out[doc.name] = {"what": doc.what, "pages": len(doc.pages()), "rounds": []}
+        settings = load_settings({**self.env, "OCR_CONCURRENCY": "1"})
+        for r in range(self.plan.rounds):
+            for doc in docs:
+                pages = doc.pages()
+                n = len(pages)
+                sides: list[tuple[str, Callable[[], float]]] = [
+                    ("bare", lambda pages=pages: predict(engine, pages)),
+                    ("function", lambda doc=doc: _fn_seconds(session, s1.url, doc, out)),
+                ]
+                if before is not None:
+                    sides.append(
+                        ("function_before", lambda doc=doc: _fn_seconds(session, before.url, doc, None))
+                    )
+                if n > 1:
+                    sides += [
+                        ("service", lambda doc=doc: _service(engine, doc, settings, prefetch=True)),
+                        (
+                            "service_no_prefetch",
+                            lambda doc=doc: _service(engine, doc, settings, prefetch=False),
+                        ),
+                    ]
+                if r % 2:
+                    sides.reverse()
+                row = {name: fn() / n for name, fn in sides}
+                row["ratio"] = row["function"] / row["bare"]
+                if before is not None:
+                    row["ratio_before"] = row["function_before"] / row["bare"]
+                out[doc.name]["rounds"].append(row)
+                log.info("seq %d %s: %s", r, doc.name, {k: round(v, 3) for k, v in row.items()})
+        self.results["seq"] = out
+
+    def par(self, s2: Server, before: Server | None) -> None:
+        plan = self.plan
+        docs = [image_doc(plan.engine, plan.dpi, seed) for seed in range(plan.par_pages)]
+        pages = [d.pages()[0] for d in docs]
+        one, slots, wide = self.engine("one"), self.engine("slots"), self.engine("wide")
+        procs = None
+        if plan.processes:
+            procs = Processes(plan.slots, plan.engine, {**self.env, "OCR_CONCURRENCY": "1"}, threads=1)
+            procs.give(pages)
+            procs.run(min(len(pages), plan.slots))  # warm
+        configs: list[tuple[str, int, Callable[[], Throughput]]] = [
+            (ONE, 1, lambda: threaded(one, pages, 1)),
+            (ONE, plan.slots, lambda: threaded(one, pages, plan.slots)),
+            (
+                f"bare: {plan.slots} slots, CPUs/{plan.slots} threads each",
+                plan.slots,
+                lambda: threaded(slots, pages, plan.slots),
+            ),
+            (
+                f"bare: {plan.slots} slots, all CPUs each",
+                plan.slots,
+                lambda: threaded(wide, pages, plan.slots),
+            ),
+        ]
+        if procs is not None:
+            configs.append(
+                (f"bare: {plan.slots} processes, 1 thread each", plan.slots, lambda: procs.run(len(pages)))
+            )
+        function = f"function: OCR_CONCURRENCY={plan.slots}"
+        for c in plan.clients:
+            configs.append((function, c, lambda c=c: _fn_throughput(s2.url, docs, c)))
+        if before is not None:
+            for c in (1, plan.slots):
+                configs.append(
+                    (
+                        f"function (before): OCR_CONCURRENCY={plan.slots}",
+                        c,
+                        lambda c=c: _fn_throughput(before.url, docs, c),
+                    )
+                )
+            _fn_throughput(before.url, docs[: plan.slots], plan.slots)
+        threaded(slots, pages[: plan.slots], plan.slots)  # warm every slot
+        threaded(wide, pages[: plan.slots], plan.slots)
+        _fn_throughput(s2.url, docs[: plan.slots], plan.slots)
+        rounds: list[dict[str, Any]] = []
+        for r in range(plan.rounds):
+            row: dict[str, Any] = {}
+            k = r % len(configs)
+            for name, parallel, run in configs[k:] + configs[:k]:
+                result = run()
+                row[f"{name} @{parallel}"] = {
+                    "config": name,
+                    "parallel": parallel,
+                    "pages_per_sec": result.pages_per_sec,
+                    "latencies": result.latencies,
+                }
+            bare_best = max(v["pages_per_sec"] for v in row.values() if v["config"].startswith("bare"))
+            fn = next(
+                v["pages_per_sec"]
+                for v in row.values()
+                if (v["config"], v["parallel"]) == (function, plan.slots)
+            )
+            row["ratio"] = fn / bare_best
+            rounds.append(row)
+            log.info(
+                "par %d: %s ratio %.3f",
+                r,
+                {k: round(v["pages_per_sec"], 3) for k, v in row.items() if k != "ratio"},
+                row["ratio"],
+            )
+        if procs is not None:
+            procs.close()
+        what = docs[0].what
+        self.results["par"] = {"slots": plan.slots, "pages": len(pages), "what": what, "rounds": rounds}
+
+    def cache(self, s1: Server) -> None:
+        docs = self.docs()
+        session = requests.Session()
+        out = {}
+        for doc in docs:
+            seq = self.results.get("seq", {}).get(doc.name)
+            if seq:
+                ocr = [row["function"] * seq["pages"] for row in seq["rounds"]]
+            else:
+                ocr = [post(session, s1.url, doc.filename, doc.data).seconds]
+            hits, hits_content = [], []
+            for _ in range(self.plan.cache_hits):
+                answer = post(session, s1.url, doc.filename, doc.data, force=False)
+                assert answer.cached, f"{doc.name}: not answered from the cache"
+                hits.append(answer.seconds)
+                answer = post(session, s1.url, doc.filename, doc.data, force=False, content=True)
+                assert answer.cached
+                hits_content.append(answer.seconds)
+            out[doc.name] = {"ocr": ocr, "hits": hits, "hits_with_content": hits_content}
+            med = statistics.median
+            log.info("cache %s: OCR %.3fs, hit %.4fs", doc.name, med(ocr), med(hits))
+        self.results["cache"] = out
+
+    def memory(self) -> None:
+        plan = self.plan
+        one_page = light_pdf(1, plan.dpi)
+        long = light_pdf(plan.long_pages, plan.dpi)
+        engine = self.engine("one")
+        srv = self.server("memory", 1)
+        srv.wait_ready()
+        session = requests.Session()
+        post(session, srv.url, one_page.filename, one_page.data)  # warm
+        pages = long.pages()
+        half = len(pages) // 2
+        predict(engine, pages[:1])
+        with RssSampler(srv.worker_pid()) as rss:
+            rss.reset_high_water()
+            t0 = time.monotonic()
+            small = [post(session, srv.url, one_page.filename, one_page.data).seconds for _ in range(3)]
+            t1 = time.monotonic()
+            hwm_small = rss.high_water()
+            bare_first = predict(engine, pages[:half])
+            rss.reset_high_water()
+            t2 = time.monotonic()
+            answer = post(session, srv.url, long.filename, long.data)
+            t3 = time.monotonic()
+            hwm_long = rss.high_water()
+            bare_second = predict(engine, pages[half:])
+        assert answer.pages == len(pages)
+        peak_small = max(rss.peak(t0, t1), hwm_small or 0)
+        peak_long = max(rss.peak(t2, t3), hwm_long or 0)
+        bare = (bare_first + bare_second) / len(pages)
+        self.results["memory"] = {
+            "one_page": one_page.what,
+            "long": long.what,
+            "pages": len(pages),
+            "peak_one_page_mb": peak_small / MB,
+            "peak_long_mb": peak_long / MB,
+            "delta_mb": (peak_long - peak_small) / MB,
+            "function_s_per_page": answer.seconds / len(pages),
+            "bare_s_per_page": bare,
+            "one_page_seconds": small,
+            "timeline": [(t - t0, v / MB) for t, v in rss.samples if t >= t0],
+            "phases": {"one_page": [0, t1 - t0], "long": [t2 - t0, t3 - t0]},
+        }
+        log.info("memory: %s", {k: v for k, v in self.results["memory"].items() if k != "timeline"})
+        srv.stop()
+
+
+def _fn_seconds(session: requests.Session, url: str, doc: Workload, out: dict[str, Any] | None) -> float:
+    answer = post(session, url, doc.filename, doc.data)
+    assert answer.pages == len(doc.pages()), answer.body
+    if out is not None:
+        out[doc.name].setdefault("stages", []).append(answer.stages)
+    return answer.seconds
+
+
+def _service(engine: Engine, doc: Workload, settings: Any, prefetch: bool) -> float:
+    """The function's own steps in this process, no HTTP and no store: open, render, OCR, Markdown/JSON."""
+    began = time.perf_counter()
+    options = Options()
+    media_type, source = service.open_document(doc.data, options, settings)
+    source.prefetch = prefetch
+    info = SourceInfo(doc.filename, media_type, "0" * 64, source.page_count)
+    document, _ = service.recognise(engine, source, options, info, service.Timings())
+    render_markdown(document)
+    render_json(document)
+    return time.perf_counter() - began
+
+
+def _fn_throughput(url: str, docs: Sequence[Workload], clients: int) -> Throughput:
+    todo = list(reversed(docs))
+    lock = threading.Lock()
+    latencies: list[float] = []
+
+    def work() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                if not todo:
+                    return
+                doc = todo.pop()
+            seconds = post(session, url, doc.filename, doc.data).seconds
+            with lock:
+                latencies.append(seconds)
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for f in [pool.submit(work) for _ in range(clients)]:
+            f.result()
+    return Throughput(len(docs), time.perf_counter() - began, latencies)
+
+
+def _bare_cold(engine: str, threads: int) -> dict[str, float]:
+    spawned = time.time()
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.perf.coldbare", engine, str(threads)],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    marks = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "import": marks["imported"] - spawned,
+        "models": marks["models"] - marks["imported"],
+        "warm_up": marks["warm"] - marks["models"],
+        "to_models": marks["models"] - spawned,
+        "to_warm": marks["warm"] - spawned,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    for noisy in ("RapidOCR", "rapid_layout", "function"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    plan = Plan.from_args(argv)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (a CI timeout, `kill`) ends the run through the `finally` below, servers included.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix="bench-perf-") as tmp:
+        bench = Bench(plan, Path(tmp))
+        try:
+            needs = set(plan.sections)
+            if "cold" in needs:  # first, while nothing else of this run is loading
+                bench.cold()
+            s1 = bench.server("c1", 1) if needs & {"seq", "cache"} else None
+            s2 = bench.server(f"c{plan.slots}", plan.slots) if "par" in needs else None
+            s1b = s2b = None
+            if plan.before is not None:
+                s1b = bench.server("c1-before", 1, plan.before) if "seq" in needs else None
+                s2b = (
+                    bench.server(f"c{plan.slots}-before", plan.slots, plan.before) if "par" in needs else None
+                )
+            started = [srv for srv in (s1, s2, s1b, s2b) if srv is not None]
+            for srv in started:
+                srv.wait_ready()
+            if "seq" in needs:
+                bench.seq(s1, s1b)  # type: ignore[arg-type]
+            if "par" in needs:
+                bench.par(s2, s2b)  # type: ignore[arg-type]
+            if "cache" in needs:
+                bench.cache(s1)  # type: ignore[arg-type]
+            for srv in started:
+                srv.stop()
+            if "memory" in needs:
+                bench.memory()
+        finally:
+            bench.close()
+    results = bench.results
+    (plan.out / "results.json").write_text(json.dumps(results, indent=1))
+    text = report.markdown(results, plan.out)
+    (plan.out / "report.md").write_text(text)
+    print(text)
+    return results
