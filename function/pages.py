@@ -70,11 +70,12 @@ def sniff(data: bytes) -> str:
 class PageSource:
     """An opened document: its page count now, its selected pages one at a time later.
 
-    With `prefetch` (the default), the page after the one being read is rendered in a thread of
-    its own meanwhile, so the engine never waits for a page; at most two are in memory at once.
+    With `prefetch` (the engine's choice: `Engine.prefetch_pages`), the page after the one being
+    read is rendered in a thread of its own meanwhile, so the engine never waits for a page; at
+    most two are in memory at once.
     """
 
-    prefetch = True
+    prefetch = False
 
     def __init__(self, data: bytes, media_type: str, selection: PageSelection | None, limits: PageLimits):
         self.media_type = media_type

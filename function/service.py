@@ -92,6 +92,7 @@ def run(
     with timings.stage("wait_engine"):
         engine = runtime.wait_engine()
     _check_lang(job.options.lang, engine.languages(), engine.name)
+    pages.prefetch = engine.prefetch_pages
     source = SourceInfo(
         filename=job.source.filename,
         media_type=media_type,

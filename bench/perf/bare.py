@@ -1,13 +1,15 @@
-"""The bare engine: the engine's own `predict` on pages already decoded, in this process or in
-worker processes — no HTTP, no document decoding, no storage."""
+"""The bare engine: the engine's own `predict` on pages already decoded, in processes of its own —
+no HTTP, no document decoding, no storage."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from function.config import load_settings
 from function.engines import Engine, PageImage, create_engine
@@ -74,55 +76,108 @@ def threaded(engine: Engine, pages: Sequence[PageImage], workers: int) -> Throug
     return Throughput(len(pages), time.perf_counter() - began, latencies)
 
 
-def _worker(conn, name: str, env: dict[str, str], threads: int) -> None:  # type: ignore[no-untyped-def]
-    engine = load_engine(name, env, slots=1, threads=threads)
-    pages: list[PageImage] = []
+@dataclass(frozen=True)
+class Spec:
+    """An engine to build in a host: the function's settings from `env`, slots/threads overridden."""
+
+    env: dict[str, str]
+    slots: int | None = None
+    threads: int | None = None
+
+
+def _host(conn, name: str, specs: dict[str, Spec]) -> None:  # type: ignore[no-untyped-def]
+    engines = {key: load_engine(name, s.env, slots=s.slots, threads=s.threads) for key, s in specs.items()}
+    docs: dict[str, list[PageImage]] = {}
     conn.send("ready")
-    while True:
-        message = conn.recv()
-        if message is None:
-            return
-        if message[0] == "pages":
-            pages = message[1]
+    while (message := conn.recv()) is not None:
+        command, args = message[0], message[1:]
+        if command == "pages":  # (name, pages)
+            docs[args[0]] = args[1]
             conn.send("ok")
-        else:  # ("run", indices)
-            conn.send([predict(engine, [pages[i]]) for i in message[1]])
+        elif command == "predict":  # (engine, doc): one document of all its pages
+            conn.send(predict(engines[args[0]], docs[args[1]]))
+        elif command == "threaded":  # (engine, doc, workers): its pages as one-page documents
+            result = threaded(engines[args[0]], docs[args[1]], args[2])
+            conn.send((result.pages, result.seconds, result.latencies))
+        elif command == "each":  # (engine, doc, indices): those pages, one at a time
+            conn.send([predict(engines[args[0]], [docs[args[1]][i]]) for i in args[2]])
+        else:  # ("service", engine, data, filename, env, prefetch)
+            conn.send(_service(engines[args[0]], *args[1:]))
+
+
+def _service(engine: Engine, data: bytes, filename: str, env: dict[str, str], prefetch: bool) -> float:
+    """The function's own steps, no HTTP and no store: open, render pages, OCR, Markdown/JSON."""
+    from function import service
+    from function.document import SourceInfo
+    from function.render import render_json, render_markdown
+
+    began = time.perf_counter()
+    options = Options()
+    media_type, source = service.open_document(data, options, load_settings(env))
+    source.prefetch = prefetch
+    info = SourceInfo(filename, media_type, "0" * 64, source.page_count)
+    document, _ = service.recognise(engine, source, options, info, service.Timings())
+    render_markdown(document)
+    render_json(document)
+    return time.perf_counter() - began
+
+
+class Host:
+    """A fresh process with the bare engines of `specs` loaded, run on pages it is sent.
+
+    The benchmark starts new ones every round: the same code runs up to ±6% faster or slower from
+    one process to the next (where its buffers land, how its threads share the cores), so a single
+    process on either side would decide a ratio by luck."""
+
+    def __init__(self, name: str, specs: dict[str, Spec]) -> None:
+        parent, child = mp.get_context("spawn").Pipe()
+        self.conn = parent
+        self.proc = mp.get_context("spawn").Process(target=_host, args=(child, name, specs), daemon=True)
+        self.proc.start()
+        if self.conn.recv() != "ready":
+            raise RuntimeError("the bare engine's process did not start")
+
+    def ask(self, *message: object) -> Any:
+        self.conn.send(message)
+        return self.conn.recv()
+
+    def pages(self, doc: str, pages: Sequence[PageImage]) -> None:
+        assert self.ask("pages", doc, list(pages)) == "ok"
+
+    def predict(self, engine: str, doc: str) -> float:
+        return float(self.ask("predict", engine, doc))
+
+    def threaded(self, engine: str, doc: str, workers: int) -> Throughput:
+        return Throughput(*self.ask("threaded", engine, doc, workers))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
 
 
 class Processes:
-    """Worker processes with an engine each (one slot, `threads` threads): the bare engine's
-    other way to run pages in parallel."""
+    """Hosts with one engine each (one slot, `threads` threads): the bare engine's other way to run
+    pages in parallel."""
 
     def __init__(self, count: int, name: str, env: dict[str, str], threads: int = 1) -> None:
-        ctx = mp.get_context("spawn")
-        self.conns = []
-        self.procs = []
-        for _ in range(count):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, name, env, threads), daemon=True)
-            proc.start()
-            self.conns.append(parent)
-            self.procs.append(proc)
-        for conn in self.conns:
-            assert conn.recv() == "ready"
+        self.hosts = [Host(name, {"one": Spec(env, slots=1, threads=threads)}) for _ in range(count)]
 
     def give(self, pages: Sequence[PageImage]) -> None:
-        for conn in self.conns:
-            conn.send(("pages", list(pages)))
-        for conn in self.conns:
-            assert conn.recv() == "ok"
+        for host in self.hosts:
+            host.pages("par", pages)
 
     def run(self, count: int) -> Throughput:
         """Pages 0..count-1 of what was given, dealt round-robin to the processes."""
-        shares = [list(range(k, count, len(self.conns))) for k in range(len(self.conns))]
+        shares = [list(range(k, count, len(self.hosts))) for k in range(len(self.hosts))]
         began = time.perf_counter()
-        for conn, share in zip(self.conns, shares, strict=True):
-            conn.send(("run", share))
-        latencies = [s for conn in self.conns for s in conn.recv()]
+        for host, share in zip(self.hosts, shares, strict=True):
+            host.conn.send(("each", "one", "par", share))
+        latencies = [s for host in self.hosts for s in host.conn.recv()]
         return Throughput(count, time.perf_counter() - began, latencies)
 
     def close(self) -> None:
-        for conn in self.conns:
-            conn.send(None)
-        for proc in self.procs:
-            proc.join(10)
+        for host in self.hosts:
+            host.close()

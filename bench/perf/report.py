@@ -42,7 +42,8 @@ def _seq(seq: dict[str, Any], results: dict[str, Any]) -> list[str]:
     before = any("function_before" in r for d in seq.values() for r in d["rounds"])
     extra = " function (before) s/page | before ÷ bare |" if before else ""
     lines = [
-        "Sequential, OCR_CONCURRENCY=1 (s/page; function = HTTP upload to answer, bare = `engine.predict`):",
+        "Sequential, OCR_CONCURRENCY=1 (s/page; function = HTTP upload to answer, bare = `engine.predict`; "
+        "new processes on both sides every round):",
         "",
         f"| workload | pages | bare s/page | function s/page | function ÷ bare |{extra} rounds |",
         "|---|---:|---:|---:|---:|" + ("---:|---:|" if before else "") + "---:|",
@@ -77,7 +78,8 @@ def _seq(seq: dict[str, Any], results: dict[str, Any]) -> list[str]:
     if multi:
         lines += [
             "",
-            "The function's own steps in-process (no HTTP, no store), pages rendered ahead or not (s/page):",
+            "The function's own steps (open, render pages, OCR, Markdown/JSON; no HTTP, no store) "
+            "in the bare engine's process, pages rendered ahead or not (s/page):",
             "",
             "| workload | bare | service, prefetch | service, no prefetch | prefetch ÷ bare "
             "| no prefetch ÷ bare |",
@@ -200,8 +202,19 @@ def _memory(mem: dict[str, Any], results: dict[str, Any]) -> list[str]:
         f"| {mem['bare_s_per_page']:.3f} |",
         "",
         f"Peak growth for {mem['pages']} pages over 1 page: **{mem['delta_mb']:.0f} MB**; "
-        f"function ÷ bare s/page on the long PDF: {mem['function_s_per_page'] / mem['bare_s_per_page']:.3f}.",
+        f"function ÷ bare s/page on the long PDF: {mem['function_s_per_page'] / mem['bare_s_per_page']:.3f}."
+        + _upload(mem),
     ]
+
+
+def _upload(mem: dict[str, Any]) -> str:
+    sizes = mem.get("upload_mb")  # absent from results made before it was recorded
+    if not sizes:
+        return ""
+    return (
+        f" The uploads were {sizes['one_page']:.1f} MB and {sizes['long']:.1f} MB; the function holds "
+        "the upload in memory while it reads it."
+    )
 
 
 # ---------------------------------------------------------------- plots

@@ -4,12 +4,14 @@
     python -m bench.perf --engine tesseract --rounds 5
     python -m bench.perf --quick --out /tmp/perf           # seconds-to-a-minute smoke run (CI)
 
-"Bare engine" is the engine's own `predict` on pages already decoded, in this process: what the
-function would cost if HTTP, document decoding, the cache and the result store were free. "Function"
-is the real thing as `make run` starts it (functions-framework, one gunicorn worker, 4 threads),
-timed by an HTTP client from upload to answer. Every comparison interleaves the two sides in the
-same round, alternating which goes first, so the noise of a shared machine falls on both alike;
-ratios are taken per round and reported as the median with the spread (min–max) across rounds.
+"Bare engine" is the engine's own `predict` on pages already decoded, in a process of its own: what
+the function would cost if HTTP, document decoding, the cache and the result store were free.
+"Function" is the real thing as `make run` starts it (functions-framework, one gunicorn worker, 4
+threads), timed by an HTTP client from upload to answer. Every comparison interleaves the two sides
+in the same round, alternating which goes first, so the noise of a shared machine falls on both
+alike. Each round of seq and par starts new processes on both sides, because the same code runs up
+to ±6% faster or slower from one process to the next; ratios are taken per round and reported as
+the median with the spread (min–max) across rounds.
 `python -m bench.perf` re-runs itself with the allocator settings the function runs with
 (MALLOC_ARENA_MAX=2, as `make run` and the images set it), so the bare engine here has them too.
 
@@ -41,22 +43,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench.perf import report
-from bench.perf.bare import Processes, Throughput, load_engine, predict, threaded
+from bench.perf.bare import Host, Processes, Spec, Throughput
 from bench.perf.server import ROOT, RssSampler, Server, post
 from bench.perf.workloads import Workload, image_doc, light_pdf, pdf_doc
-from function import service
-from function.config import load_settings
-from function.document import SourceInfo
-from function.engines import Engine
 from function.engines.layout import cpu_threads
-from function.options import Options
-from function.render import render_json, render_markdown
 
 log = logging.getLogger("bench.perf")
 SECTIONS = ("cold", "seq", "par", "cache", "memory")
@@ -147,7 +144,6 @@ class Bench:
         }
         self.env = {"OCR_ENGINE": plan.engine, "OCR_PDF_DPI": str(plan.dpi), **plan.env}
         self.servers: list[Server] = []
-        self._engines: dict[str, Engine] = {}
         self._docs: list[Workload] = []
 
     # ------------------------------------------------------------ set-up
@@ -157,17 +153,29 @@ class Bench:
         self.servers.append(srv)
         return srv
 
-    def engine(self, key: str) -> Engine:
+    def spec(self, key: str) -> Spec:
         """`one`: the engine as the function builds it at OCR_CONCURRENCY=1 (all CPUs per inference);
         `slots`: at OCR_CONCURRENCY=N (N slots, CPUs/N threads each); `wide`: N slots, all CPUs each."""
-        if key not in self._engines:
-            concurrency = 1 if key == "one" else self.plan.slots
-            self._engines[key] = load_engine(
-                self.plan.engine,
-                {**self.env, "OCR_CONCURRENCY": str(concurrency)},
-                threads=cpu_threads() if key == "wide" else None,
-            )
-        return self._engines[key]
+        concurrency = 1 if key == "one" else self.plan.slots
+        env = {**self.env, "OCR_CONCURRENCY": str(concurrency)}
+        return Spec(env, threads=cpu_threads() if key == "wide" else None)
+
+    def fresh(self, name: str, concurrency: int, engines: Sequence[str]) -> tuple[Host, list[Server]]:
+        """A new bare-engine process and new function servers (and the code before a change, if
+        given) for one round; see `Host` for why every round starts new ones."""
+        servers = [self.server(name, concurrency)]
+        if self.plan.before is not None:
+            servers.append(self.server(f"{name}-before", concurrency, self.plan.before))
+        host = Host(self.plan.engine, {key: self.spec(key) for key in engines})
+        for srv in servers:
+            srv.wait_ready()
+        return host, servers
+
+    def retire(self, host: Host, servers: Sequence[Server]) -> None:
+        host.close()
+        for srv in servers:
+            srv.stop()
+            self.servers.remove(srv)
 
     def close(self) -> None:
         for srv in self.servers:
@@ -215,104 +223,88 @@ class Bench:
             self._docs = [image_doc(plan.engine, plan.dpi), pdf_doc(plan.engine, plan.pdf_pages, plan.dpi)]
         return self._docs
 
-    def seq(self, s1: Server, before: Server | None) -> None:
-        engine = self.engine("one")
+    def seq(self) -> None:
         docs = self.docs()
-        session = requests.Session()
-        for doc in docs:  # warm both sides on this shape of work
-            predict(engine, doc.pages()[:1])
-            for srv in (s1, before) if before else (s1,):
-                post(session, srv.url, doc.filename, doc.data)
         out: dict[str, Any] = {}
         for doc in docs:
             out[doc.name] = {"what": doc.what, "pages": len(doc.pages()), "rounds": []}
-        settings = load_settings({**self.env, "OCR_CONCURRENCY": "1"})
         for r in range(self.plan.rounds):
-            for doc in docs:
-                pages = doc.pages()
-                n = len(pages)
-                sides: list[tuple[str, Callable[[], float]]] = [
-                    ("bare", lambda pages=pages: predict(engine, pages)),
-                    ("function", lambda doc=doc: _fn_seconds(session, s1.url, doc, out)),
-                ]
-                if before is not None:
-                    sides.append(
-                        ("function_before", lambda doc=doc: _fn_seconds(session, before.url, doc, None))
-                    )
-                if n > 1:
-                    sides += [
-                        ("service", lambda doc=doc: _service(engine, doc, settings, prefetch=True)),
-                        (
-                            "service_no_prefetch",
-                            lambda doc=doc: _service(engine, doc, settings, prefetch=False),
-                        ),
-                    ]
-                if r % 2:
-                    sides.reverse()
-                row = {name: fn() / n for name, fn in sides}
-                row["ratio"] = row["function"] / row["bare"]
-                if before is not None:
-                    row["ratio_before"] = row["function_before"] / row["bare"]
-                out[doc.name]["rounds"].append(row)
-                log.info("seq %d %s: %s", r, doc.name, {k: round(v, 3) for k, v in row.items()})
+            host, servers = self.fresh(f"seq-{r}", 1, ["one"])
+            try:
+                self._seq_round(r, host, servers, out)
+            finally:
+                self.retire(host, servers)
         self.results["seq"] = out
 
-    def par(self, s2: Server, before: Server | None) -> None:
+    def _seq_round(self, r: int, host: Host, servers: list[Server], out: dict[str, Any]) -> None:
+        docs = self.docs()
+        session = requests.Session()
+        fn, before = servers[0], (servers[1] if len(servers) > 1 else None)
+        for doc in docs:
+            host.pages(doc.name, doc.pages())
+        warm = docs[0]  # the first request of a process is slower (lazy set-up): warm both sides
+        host.predict("one", warm.name)
+        for srv in servers:
+            post(session, srv.url, warm.filename, warm.data)
+        service_env = {**self.env, "OCR_CONCURRENCY": "1"}
+        for doc in docs:
+            n = len(doc.pages())
+            sides: list[tuple[str, Callable[[], float]]] = [
+                ("bare", partial(host.predict, "one", doc.name)),
+                ("function", partial(_fn_seconds, session, fn.url, doc, out)),
+            ]
+            if before is not None:
+                sides.append(("function_before", partial(_fn_seconds, session, before.url, doc, None)))
+            if n > 1:  # the function's own steps in the bare engine's process, pages rendered ahead or not
+                for name, prefetch in (("service", True), ("service_no_prefetch", False)):
+                    ask = partial(host.ask, "service", "one", doc.data, doc.filename, service_env, prefetch)
+                    sides.append((name, ask))
+            if r % 2:
+                sides.reverse()
+            row = {name: run() / n for name, run in sides}
+            row["ratio"] = row["function"] / row["bare"]
+            if before is not None:
+                row["ratio_before"] = row["function_before"] / row["bare"]
+            out[doc.name]["rounds"].append(row)
+            log.info("seq %d %s: %s", r, doc.name, {k: round(v, 3) for k, v in row.items()})
+
+    def par(self) -> None:
         plan = self.plan
         docs = [image_doc(plan.engine, plan.dpi, seed) for seed in range(plan.par_pages)]
         pages = [d.pages()[0] for d in docs]
-        one, slots, wide = self.engine("one"), self.engine("slots"), self.engine("wide")
-        procs = None
-        if plan.processes:
-            procs = Processes(plan.slots, plan.engine, {**self.env, "OCR_CONCURRENCY": "1"}, threads=1)
-            procs.give(pages)
-            procs.run(min(len(pages), plan.slots))  # warm
-        configs: list[tuple[str, int, Callable[[], Throughput]]] = [
-            (ONE, 1, lambda: threaded(one, pages, 1)),
-            (ONE, plan.slots, lambda: threaded(one, pages, plan.slots)),
-            (
-                f"bare: {plan.slots} slots, CPUs/{plan.slots} threads each",
-                plan.slots,
-                lambda: threaded(slots, pages, plan.slots),
-            ),
-            (
-                f"bare: {plan.slots} slots, all CPUs each",
-                plan.slots,
-                lambda: threaded(wide, pages, plan.slots),
-            ),
-        ]
-        if procs is not None:
-            configs.append(
-                (f"bare: {plan.slots} processes, 1 thread each", plan.slots, lambda: procs.run(len(pages)))
-            )
         function = f"function: OCR_CONCURRENCY={plan.slots}"
-        for c in plan.clients:
-            configs.append((function, c, lambda c=c: _fn_throughput(s2.url, docs, c)))
-        if before is not None:
-            for c in (1, plan.slots):
-                configs.append(
-                    (
-                        f"function (before): OCR_CONCURRENCY={plan.slots}",
-                        c,
-                        lambda c=c: _fn_throughput(before.url, docs, c),
-                    )
-                )
-            _fn_throughput(before.url, docs[: plan.slots], plan.slots)
-        threaded(slots, pages[: plan.slots], plan.slots)  # warm every slot
-        threaded(wide, pages[: plan.slots], plan.slots)
-        _fn_throughput(s2.url, docs[: plan.slots], plan.slots)
         rounds: list[dict[str, Any]] = []
         for r in range(plan.rounds):
-            row: dict[str, Any] = {}
-            k = r % len(configs)
-            for name, parallel, run in configs[k:] + configs[:k]:
-                result = run()
-                row[f"{name} @{parallel}"] = {
-                    "config": name,
-                    "parallel": parallel,
-                    "pages_per_sec": result.pages_per_sec,
-                    "latencies": result.latencies,
-                }
+            host, servers = self.fresh(f"par-{r}", plan.slots, ["one", "slots", "wide"])
+            procs = None
+            try:
+                host.pages("par", pages)
+                if plan.processes:
+                    one_env = {**self.env, "OCR_CONCURRENCY": "1"}
+                    procs = Processes(plan.slots, plan.engine, one_env, threads=1)
+                    procs.give(pages)
+                configs = self._par_configs(host, procs, servers, docs)
+                host.pages("warm", pages[: plan.slots])
+                for key in ("one", "slots", "wide"):  # warm every slot of every engine
+                    host.threaded(key, "warm", plan.slots)
+                if procs is not None:
+                    procs.run(min(len(pages), plan.slots))
+                for srv in servers:
+                    _fn_throughput(srv.url, docs[: plan.slots], plan.slots)
+                row: dict[str, Any] = {}
+                k = r % len(configs)
+                for name, parallel, run in configs[k:] + configs[:k]:
+                    result = run()
+                    row[f"{name} @{parallel}"] = {
+                        "config": name,
+                        "parallel": parallel,
+                        "pages_per_sec": result.pages_per_sec,
+                        "latencies": result.latencies,
+                    }
+            finally:
+                if procs is not None:
+                    procs.close()
+                self.retire(host, servers)
             bare_best = max(v["pages_per_sec"] for v in row.values() if v["config"].startswith("bare"))
             fn = next(
                 v["pages_per_sec"]
@@ -327,59 +319,90 @@ class Bench:
                 {k: round(v["pages_per_sec"], 3) for k, v in row.items() if k != "ratio"},
                 row["ratio"],
             )
-        if procs is not None:
-            procs.close()
         what = docs[0].what
         self.results["par"] = {"slots": plan.slots, "pages": len(pages), "what": what, "rounds": rounds}
 
-    def cache(self, s1: Server) -> None:
+    def _par_configs(
+        self, host: Host, procs: Processes | None, servers: Sequence[Server], docs: Sequence[Workload]
+    ) -> list[tuple[str, int, Callable[[], Throughput]]]:
+        n = self.plan.slots
+        configs: list[tuple[str, int, Callable[[], Throughput]]] = [
+            (ONE, 1, lambda: host.threaded("one", "par", 1)),
+            (ONE, n, lambda: host.threaded("one", "par", n)),
+            (f"bare: {n} slots, CPUs/{n} threads each", n, lambda: host.threaded("slots", "par", n)),
+            (f"bare: {n} slots, all CPUs each", n, lambda: host.threaded("wide", "par", n)),
+        ]
+        if procs is not None:
+            configs.append((f"bare: {n} processes, 1 thread each", n, lambda: procs.run(len(docs))))
+        function = f"function: OCR_CONCURRENCY={n}"
+        for c in self.plan.clients:
+            configs.append((function, c, lambda c=c: _fn_throughput(servers[0].url, docs, c)))
+        if len(servers) > 1:
+            for c in (1, n):
+                configs.append(
+                    (
+                        f"function (before): OCR_CONCURRENCY={n}",
+                        c,
+                        lambda c=c: _fn_throughput(servers[1].url, docs, c),
+                    )
+                )
+        return configs
+
+    def cache(self) -> None:
         docs = self.docs()
         session = requests.Session()
+        srv = self.server("cache", 1)
+        srv.wait_ready()
         out = {}
         for doc in docs:
             seq = self.results.get("seq", {}).get(doc.name)
             if seq:
                 ocr = [row["function"] * seq["pages"] for row in seq["rounds"]]
+                post(session, srv.url, doc.filename, doc.data)  # stored, for the hits below
             else:
-                ocr = [post(session, s1.url, doc.filename, doc.data).seconds]
+                ocr = [post(session, srv.url, doc.filename, doc.data).seconds]
             hits, hits_content = [], []
             for _ in range(self.plan.cache_hits):
-                answer = post(session, s1.url, doc.filename, doc.data, force=False)
+                answer = post(session, srv.url, doc.filename, doc.data, force=False)
                 assert answer.cached, f"{doc.name}: not answered from the cache"
                 hits.append(answer.seconds)
-                answer = post(session, s1.url, doc.filename, doc.data, force=False, content=True)
+                answer = post(session, srv.url, doc.filename, doc.data, force=False, content=True)
                 assert answer.cached
                 hits_content.append(answer.seconds)
             out[doc.name] = {"ocr": ocr, "hits": hits, "hits_with_content": hits_content}
             med = statistics.median
             log.info("cache %s: OCR %.3fs, hit %.4fs", doc.name, med(ocr), med(hits))
+        srv.stop()
         self.results["cache"] = out
 
     def memory(self) -> None:
         plan = self.plan
         one_page = light_pdf(1, plan.dpi)
         long = light_pdf(plan.long_pages, plan.dpi)
-        engine = self.engine("one")
-        srv = self.server("memory", 1)
-        srv.wait_ready()
-        session = requests.Session()
-        post(session, srv.url, one_page.filename, one_page.data)  # warm
         pages = long.pages()
         half = len(pages) // 2
-        predict(engine, pages[:1])
+        host, servers = self.fresh("memory", 1, ["one"])
+        srv = servers[0]
+        host.pages("first", pages[:half])
+        host.pages("second", pages[half:])
+        host.pages("warm", one_page.pages())
+        host.predict("one", "warm")
+        session = requests.Session()
+        post(session, srv.url, one_page.filename, one_page.data)  # warm
         with RssSampler(srv.worker_pid()) as rss:
             rss.reset_high_water()
             t0 = time.monotonic()
             small = [post(session, srv.url, one_page.filename, one_page.data).seconds for _ in range(3)]
             t1 = time.monotonic()
             hwm_small = rss.high_water()
-            bare_first = predict(engine, pages[:half])
+            bare_first = host.predict("one", "first")
             rss.reset_high_water()
             t2 = time.monotonic()
             answer = post(session, srv.url, long.filename, long.data)
             t3 = time.monotonic()
             hwm_long = rss.high_water()
-            bare_second = predict(engine, pages[half:])
+            bare_second = host.predict("one", "second")
+        self.retire(host, servers)
         assert answer.pages == len(pages)
         peak_small = max(rss.peak(t0, t1), hwm_small or 0)
         peak_long = max(rss.peak(t2, t3), hwm_long or 0)
@@ -388,6 +411,7 @@ class Bench:
             "one_page": one_page.what,
             "long": long.what,
             "pages": len(pages),
+            "upload_mb": {"one_page": len(one_page.data) / MB, "long": len(long.data) / MB},
             "peak_one_page_mb": peak_small / MB,
             "peak_long_mb": peak_long / MB,
             "delta_mb": (peak_long - peak_small) / MB,
@@ -398,7 +422,6 @@ class Bench:
             "phases": {"one_page": [0, t1 - t0], "long": [t2 - t0, t3 - t0]},
         }
         log.info("memory: %s", {k: v for k, v in self.results["memory"].items() if k != "timeline"})
-        srv.stop()
 
 
 def _fn_seconds(session: requests.Session, url: str, doc: Workload, out: dict[str, Any] | None) -> float:
@@ -407,19 +430,6 @@ def _fn_seconds(session: requests.Session, url: str, doc: Workload, out: dict[st
     if out is not None:
         out[doc.name].setdefault("stages", []).append(answer.stages)
     return answer.seconds
-
-
-def _service(engine: Engine, doc: Workload, settings: Any, prefetch: bool) -> float:
-    """The function's own steps in this process, no HTTP and no store: open, render, OCR, Markdown/JSON."""
-    began = time.perf_counter()
-    options = Options()
-    media_type, source = service.open_document(doc.data, options, settings)
-    source.prefetch = prefetch
-    info = SourceInfo(doc.filename, media_type, "0" * 64, source.page_count)
-    document, _ = service.recognise(engine, source, options, info, service.Timings())
-    render_markdown(document)
-    render_json(document)
-    return time.perf_counter() - began
 
 
 def _fn_throughput(url: str, docs: Sequence[Workload], clients: int) -> Throughput:
@@ -478,25 +488,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             needs = set(plan.sections)
             if "cold" in needs:  # first, while nothing else of this run is loading
                 bench.cold()
-            s1 = bench.server("c1", 1) if needs & {"seq", "cache"} else None
-            s2 = bench.server(f"c{plan.slots}", plan.slots) if "par" in needs else None
-            s1b = s2b = None
-            if plan.before is not None:
-                s1b = bench.server("c1-before", 1, plan.before) if "seq" in needs else None
-                s2b = (
-                    bench.server(f"c{plan.slots}-before", plan.slots, plan.before) if "par" in needs else None
-                )
-            started = [srv for srv in (s1, s2, s1b, s2b) if srv is not None]
-            for srv in started:
-                srv.wait_ready()
             if "seq" in needs:
-                bench.seq(s1, s1b)  # type: ignore[arg-type]
+                bench.seq()
             if "par" in needs:
-                bench.par(s2, s2b)  # type: ignore[arg-type]
+                bench.par()
             if "cache" in needs:
-                bench.cache(s1)  # type: ignore[arg-type]
-            for srv in started:
-                srv.stop()
+                bench.cache()
             if "memory" in needs:
                 bench.memory()
         finally:

@@ -39,9 +39,7 @@ class Workload:
     def pages(self) -> list[PageImage]:
         """The decoded pages, as the function's page source yields them (kept once made)."""
         if self._pages is None:
-            source = self.source()
-            source.prefetch = False
-            self._pages = list(source)
+            self._pages = list(self.source())
         return self._pages
 
     @property

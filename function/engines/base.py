@@ -31,6 +31,11 @@ class Engine(ABC):
     """One OCR engine. Subclasses set `name` and implement `_load`, `version`, `predict`."""
 
     name: ClassVar[str]
+    # Render the next page while this one is read (function/pages.py). Worth it only where the
+    # engine leaves the CPU idle (a GPU model). A CPU engine's threads already take every core, so
+    # a render ahead only time-slices them; with MALLOC_ARENA_MAX=2 it also raised a 40-page PDF's
+    # peak RSS by 57 MB over rendering in turn (BENCHMARKS.md, "Function overhead").
+    prefetch_pages: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.config = settings

@@ -340,6 +340,7 @@ class _Pool:
 
 class PaddleOCRVLEngine(Engine):
     name = "paddleocr-vl"
+    prefetch_pages = True  # the CPU waits while the GPU reads a page: render the next one meanwhile
 
     def __init__(self, settings: Settings, vl: VLSettings | None = None) -> None:
         super().__init__(settings)
