@@ -203,8 +203,16 @@ def _memory(mem: dict[str, Any], results: dict[str, Any]) -> list[str]:
         "",
         f"Peak growth for {mem['pages']} pages over 1 page: **{mem['delta_mb']:.0f} MB**; "
         f"function ÷ bare s/page on the long PDF: {mem['function_s_per_page'] / mem['bare_s_per_page']:.3f}."
-        + _upload(mem),
+        + _upload(mem)
+        + _left_behind(mem),
     ]
+
+
+def _left_behind(mem: dict[str, Any]) -> str:
+    if "idle_after_long_mb" not in mem:  # absent from results made before it was recorded
+        return ""
+    before, after = mem["idle_before_long_mb"], mem["idle_after_long_mb"]
+    return f" Idle worker RSS before the long PDF {before:.0f} MB, after its answer {after:.0f} MB."
 
 
 def _upload(mem: dict[str, Any]) -> str:

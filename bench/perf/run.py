@@ -418,6 +418,9 @@ class Bench:
             "function_s_per_page": answer.seconds / len(pages),
             "bare_s_per_page": bare,
             "one_page_seconds": small,
+            # Idle RSS just before the long PDF and after its answer: memory the document left behind.
+            "idle_before_long_mb": min((v for t, v in rss.samples if t1 <= t <= t2), default=0) / MB,
+            "idle_after_long_mb": min((v for t, v in rss.samples if t >= t3), default=0) / MB,
             "timeline": [(t - t0, v / MB) for t, v in rss.samples if t >= t0],
             "phases": {"one_page": [0, t1 - t0], "long": [t2 - t0, t3 - t0]},
         }
