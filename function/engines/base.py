@@ -91,9 +91,8 @@ class Engine(ABC):
 def slot_threads(settings: Settings, cpus: int) -> int:
     """Threads one inference may use: OCR_ENGINE_THREADS, else the CPUs shared out between the
     OCR_CONCURRENCY documents that run at once, so parallel documents never oversubscribe the cores."""
-    configured = getattr(settings, "engine_threads", 0)
-    if configured:
-        return configured
+    if settings.engine_threads:
+        return settings.engine_threads
     return max(1, cpus // max(1, settings.concurrency))
 
 

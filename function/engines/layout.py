@@ -232,6 +232,11 @@ class LayoutModel:
 # ---------------------------------------------------------------- one page, any OCR
 
 
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+    """The page's RGB pixels; an RGB page (what function/pages.py yields) is not copied by convert()."""
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
 def analyse_page(
     rgb: np.ndarray,
     page_index: int,

@@ -29,6 +29,7 @@ from function.engines.layout import (
     collect,
     cpu_threads,
     layout_settings,
+    rgb_pixels,
     shift_box,
 )
 from function.options import Options
@@ -219,7 +220,7 @@ class RapidOCREngine(Engine):
 
     def _page(self, page: PageImage) -> tuple[Page, dict[str, Image.Image]]:
         assert self._layout is not None
-        rgb = np.asarray(_rgb(page.image))
+        rgb = rgb_pixels(page.image)
         with self._ocr.borrow() as ocr:
             return analyse_page(
                 rgb,
@@ -244,10 +245,6 @@ class RapidOCREngine(Engine):
         """The one line of text in an RGB crop, recognition only (no detection)."""
         with self._ocr.borrow() as ocr:
             return _read_text(ocr, crop)
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB page
 
 
 def _read_lines(ocr: RapidOCR, rgb: np.ndarray, use_cls: bool) -> list[TextLine]:

@@ -37,6 +37,7 @@ from function.engines.layout import (
     collect,
     cpu_threads,
     layout_settings,
+    rgb_pixels,
     shift_box,
 )
 from function.errors import ConfigError
@@ -204,8 +205,7 @@ class TesseractEngine(Engine):
 
     def _page(self, page: PageImage, langs: str) -> tuple[Page, dict[str, Image.Image]]:
         assert self._layout is not None
-        image = page.image if page.image.mode == "RGB" else page.image.convert("RGB")
-        rgb = np.asarray(image)
+        rgb = rgb_pixels(page.image)
         with self._apis.borrow() as apis:
             return analyse_page(
                 rgb,
