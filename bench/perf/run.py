@@ -38,10 +38,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -50,7 +48,7 @@ from typing import Any
 import requests
 
 from bench.perf import report
-from bench.perf.bare import Host, Processes, Spec, Throughput
+from bench.perf.bare import Host, Processes, Spec, Throughput, drain
 from bench.perf.server import ROOT, RssSampler, Server, post
 from bench.perf.workloads import Workload, image_doc, light_pdf, pdf_doc
 from function.engines.layout import cpu_threads
@@ -436,26 +434,11 @@ def _fn_seconds(session: requests.Session, url: str, doc: Workload, out: dict[st
 
 
 def _fn_throughput(url: str, docs: Sequence[Workload], clients: int) -> Throughput:
-    todo = list(reversed(docs))
-    lock = threading.Lock()
-    latencies: list[float] = []
-
-    def work() -> None:
+    def client() -> Callable[[Workload], float]:
         session = requests.Session()
-        while True:
-            with lock:
-                if not todo:
-                    return
-                doc = todo.pop()
-            seconds = post(session, url, doc.filename, doc.data).seconds
-            with lock:
-                latencies.append(seconds)
+        return lambda doc: post(session, url, doc.filename, doc.data).seconds
 
-    began = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for f in [pool.submit(work) for _ in range(clients)]:
-            f.result()
-    return Throughput(len(docs), time.perf_counter() - began, latencies)
+    return drain(docs, clients, client)
 
 
 def _bare_cold(engine: str, threads: int) -> dict[str, float]:
