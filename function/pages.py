@@ -131,15 +131,31 @@ class PageSource:
                 yield PageImage(index=index, image=image)
 
     def _image_pages(self) -> Iterator[PageImage]:
-        with _open_image(self._data) as img:
+        img = _open_image(self._data)
+        last = self.selected[-1]
+        handed_out = False
+        try:
             for index in self.selected:
                 img.seek(index)
                 self._check_pixels(img.width * img.height, index)
                 try:
-                    frame = ImageOps.exif_transpose(img)  # a new image: turned, or a copy of the frame
-                    yield PageImage(index=index, image=_to_rgb(frame))
+                    yield PageImage(index=index, image=_to_rgb(self._upright(img, index == last)))
                 except OSError as exc:
                     raise Undecodable(f"page {index + 1} of the image could not be decoded: {exc}") from exc
+                handed_out = index == last
+        finally:
+            if not handed_out:  # close() frees the pixels, so not those of the page handed out
+                img.close()
+
+    @staticmethod
+    def _upright(img: Image.Image, last: bool) -> Image.Image:
+        """The frame turned by its EXIF orientation. The last page is the opened image itself, turned
+        in place: no later seek replaces its pixels, and an A4 page's copy cost 10 ms (BENCHMARKS.md).
+        """
+        if not last:
+            return ImageOps.exif_transpose(img)  # a new image: turned, or a copy of the frame
+        ImageOps.exif_transpose(img, in_place=True)
+        return img
 
     def _check_pixels(self, pixels: int, index: int) -> None:
         limit = self._limits.max_pixels

@@ -1,19 +1,27 @@
 """Pages rendered in turn or one ahead (function/pages.py): the same pages in the same order, errors
-at the page that raised them, nothing left running when the reader stops early."""
+at the page that raised them, nothing left running when the reader stops early; image pages handed
+out whole, without a copy where none is needed; the engine's choice applied by the service."""
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
 from bench.quality.synthetic import make_pdf
+from function import service
 from function.config import load_settings
 from function.engines import create_engine
 from function.engines.paddleocr_vl import PaddleOCRVLEngine
+from function.engines.tesseract import TesseractEngine
+from function.options import Options
 from function.pages import PageLimits, PageSource, _one_ahead, sniff
+from function.runtime import Runtime
+from function.sources import Source
 
 
 def numbered_pdf(count: int) -> bytes:
@@ -87,3 +95,60 @@ def test_only_an_engine_that_leaves_the_cpu_idle_renders_ahead() -> None:
     assert not create_engine("rapidocr", settings).prefetch_pages
     assert not create_engine("tesseract", settings).prefetch_pages
     assert PaddleOCRVLEngine.prefetch_pages
+
+
+def encoded(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def test_a_one_page_image_is_handed_out_without_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Image.new("RGB", (120, 80), "white")
+    ImageDraw.Draw(original).rectangle((10, 10, 50, 30), fill="black")
+    copies: list[Image.Image] = []
+    copy = Image.Image.copy
+    monkeypatch.setattr(Image.Image, "copy", lambda self: copies.append(self) or copy(self))
+    (page,) = list(source(encoded(original, "PNG"), prefetch=False))
+    assert copies == []  # an A4 page's copy cost 10 ms
+    assert page.image.tobytes() == original.tobytes()  # still readable once the source is done
+
+
+def test_exif_orientation_turns_the_page_in_place() -> None:
+    upright = Image.new("RGB", (60, 100), "white")
+    ImageDraw.Draw(upright).rectangle((5, 5, 25, 15), fill="black")  # a mark at the top left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    data = encoded(upright.rotate(90, expand=True), "PNG", exif=exif)
+    (page,) = list(source(data, prefetch=False))
+    assert page.image.size == upright.size
+    assert page.image.getpixel((10, 10)) == (0, 0, 0) and page.image.getpixel((50, 90)) == (255, 255, 255)
+
+
+def test_every_frame_of_a_tiff_stays_its_own_page() -> None:
+    frames = [Image.new("RGB", (40, 40), (60 * n, 0, 0)) for n in range(3)]
+    data = encoded(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    pages = list(source(data, prefetch=False))
+    # Read after the last seek: an earlier page sharing the open image's pixels would show frame 3.
+    assert [p.image.getpixel((0, 0)) for p in pages] == [(0, 0, 0), (60, 0, 0), (120, 0, 0)]
+
+
+@pytest.mark.parametrize("ahead", [True, False], ids=["renders-ahead", "in-turn"])
+def test_the_service_renders_ahead_as_the_engine_says(
+    ahead: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TesseractEngine, "prefetch_pages", ahead)
+    runtime = Runtime(load_settings({"OCR_ENGINE": "tesseract", "OCR_STORE": f"file://{tmp_path}"}))
+    runtime.wait_engine(timeout=120)
+    threads: list[str] = []
+    check = PageSource._check_pixels
+
+    def record(self: PageSource, pixels: int, index: int) -> None:
+        threads.append(threading.current_thread().name)
+        check(self, pixels, index)
+
+    monkeypatch.setattr(PageSource, "_check_pixels", record)
+    job = service.Job(Source(numbered_pdf(3), "three.pdf", "raw"), Options(), request_id="t", deadline=None)
+    answer = service.run(job, runtime, "http://localhost")
+    assert answer["document"]["pages"] == 3 and len(threads) == 3
+    assert all(name.startswith("page-prefetch") == ahead for name in threads), threads
