@@ -39,9 +39,8 @@ def source(data: bytes, prefetch: bool) -> PageSource:
     return src
 
 
-def test_one_ahead_renders_the_same_pages_in_a_thread_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = numbered_pdf(4)
-    in_turn = list(source(data, prefetch=False))
+def rendering_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that render pages from now on, one per page, in order."""
     threads: list[str] = []
     check = PageSource._check_pixels
 
@@ -50,6 +49,13 @@ def test_one_ahead_renders_the_same_pages_in_a_thread_of_its_own(monkeypatch: py
         check(self, pixels, index)
 
     monkeypatch.setattr(PageSource, "_check_pixels", record)
+    return threads
+
+
+def test_one_ahead_renders_the_same_pages_in_a_thread_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = numbered_pdf(4)
+    in_turn = list(source(data, prefetch=False))
+    threads = rendering_threads(monkeypatch)
     ahead = list(source(data, prefetch=True))
     assert [p.index for p in ahead] == [0, 1, 2, 3]
     assert [p.image.tobytes() for p in ahead] == [p.image.tobytes() for p in in_turn]
@@ -140,14 +146,7 @@ def test_the_service_renders_ahead_as_the_engine_says(
     monkeypatch.setattr(TesseractEngine, "prefetch_pages", ahead)
     runtime = Runtime(load_settings({"OCR_ENGINE": "tesseract", "OCR_STORE": f"file://{tmp_path}"}))
     runtime.wait_engine(timeout=120)
-    threads: list[str] = []
-    check = PageSource._check_pixels
-
-    def record(self: PageSource, pixels: int, index: int) -> None:
-        threads.append(threading.current_thread().name)
-        check(self, pixels, index)
-
-    monkeypatch.setattr(PageSource, "_check_pixels", record)
+    threads = rendering_threads(monkeypatch)
     job = service.Job(Source(numbered_pdf(3), "three.pdf", "raw"), Options(), request_id="t", deadline=None)
     answer = service.run(job, runtime, "http://localhost")
     assert answer["document"]["pages"] == 3 and len(threads) == 3
