@@ -139,10 +139,12 @@ class PageSource:
                 img.seek(index)
                 self._check_pixels(img.width * img.height, index)
                 try:
-                    yield PageImage(index=index, image=_to_rgb(self._upright(img, index == last)))
+                    image = _to_rgb(self._upright(img, index == last))
                 except OSError as exc:
                     raise Undecodable(f"page {index + 1} of the image could not be decoded: {exc}") from exc
+                # Set before the yield: a reader may stop (close this generator) holding the last page.
                 handed_out = index == last
+                yield PageImage(index=index, image=image)
         finally:
             if not handed_out:  # close() frees the pixels, so not those of the page handed out
                 img.close()

@@ -120,6 +120,14 @@ def test_a_one_page_image_is_handed_out_without_a_copy(monkeypatch: pytest.Monke
     assert page.image.tobytes() == original.tobytes()  # still readable once the source is done
 
 
+def test_the_last_page_stays_readable_when_the_reader_stops_holding_it() -> None:
+    original = Image.new("RGB", (30, 20), (10, 20, 30))
+    pages = iter(source(encoded(original, "PNG"), prefetch=False))
+    page = next(pages)
+    pages.close()  # a reader that stops at the last page without asking for more (a deadline)
+    assert page.image.tobytes() == original.tobytes()
+
+
 def test_exif_orientation_turns_the_page_in_place() -> None:
     upright = Image.new("RGB", (60, 100), "white")
     ImageDraw.Draw(upright).rectangle((5, 5, 25, 15), fill="black")  # a mark at the top left
