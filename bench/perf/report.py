@@ -23,7 +23,8 @@ def _spread(values: Sequence[float], fmt: str = ".3f") -> str:
 
 def markdown(results: dict[str, Any], out: Path) -> str:
     lines = [
-        f"Engine `{results['engine']}`, {results['cpus']} CPUs, pages at {results['dpi']} dpi. "
+        f"Engine `{results['engine']}`, {results['cpus']} CPUs, pages at {results['dpi']} dpi, "
+        f"allocator {results.get('allocator', 'glibc malloc, MALLOC_ARENA_MAX=2')} on both sides. "
         f"Command: `{results['command']}`. Figures are medians with [min–max] over rounds; "
         "ratios are taken within each round.",
         "",
@@ -78,8 +79,9 @@ def _seq(seq: dict[str, Any], results: dict[str, Any]) -> list[str]:
     if multi:
         lines += [
             "",
-            "The function's own steps (open, render pages, OCR, Markdown/JSON; no HTTP, no store) "
-            "in the bare engine's process, pages rendered ahead or not (s/page):",
+            "The function's own steps (open, decode or render pages, OCR, Markdown/JSON; no HTTP, no "
+            "store) in the bare engine's process, pages rendered ahead or not (s/page; a 1-page "
+            "document has nothing to render ahead):",
             "",
             "| workload | bare | service, prefetch | service, no prefetch | prefetch ÷ bare "
             "| no prefetch ÷ bare |",
@@ -87,11 +89,12 @@ def _seq(seq: dict[str, Any], results: dict[str, Any]) -> list[str]:
         ]
         for name, doc in multi.items():
             rows = doc["rounds"]
+            ahead = "service_no_prefetch" in rows[0]
             lines.append(
                 f"| {name} | {_spread([r['bare'] for r in rows])} | {_spread([r['service'] for r in rows])} "
-                f"| {_spread([r['service_no_prefetch'] for r in rows])} "
+                f"| {_spread([r['service_no_prefetch'] for r in rows]) if ahead else '—'} "
                 f"| {_spread([r['service'] / r['bare'] for r in rows])} "
-                f"| {_spread([r['service_no_prefetch'] / r['bare'] for r in rows])} |"
+                f"| {_spread([r['service_no_prefetch'] / r['bare'] for r in rows]) if ahead else '—'} |"
             )
     return lines
 

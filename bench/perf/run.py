@@ -12,8 +12,9 @@ in the same round, alternating which goes first, so the noise of a shared machin
 alike. Each round of seq and par starts new processes on both sides, because the same code runs up
 to ±6% faster or slower from one process to the next; ratios are taken per round and reported as
 the median with the spread (min–max) across rounds.
-`python -m bench.perf` re-runs itself with the allocator settings the function runs with
-(MALLOC_ARENA_MAX=2, as `make run` and the images set it), so the bare engine here has them too.
+`python -m bench.perf` re-runs itself with the allocator the function runs with (tcmalloc, preloaded
+as `make run` and the CPU image do; glibc with MALLOC_ARENA_MAX=2 where it is not installed), so the
+bare engine here has it too.
 
 Sections (`--only`):
 - seq: s/page, function vs bare, at OCR_CONCURRENCY=1, on a 1-page PNG and a multi-page PDF; also
@@ -49,7 +50,7 @@ import requests
 
 from bench.perf import report
 from bench.perf.bare import Host, Processes, Spec, Throughput, drain
-from bench.perf.server import ROOT, RssSampler, Server, post
+from bench.perf.server import ROOT, SERVER_ENV, RssSampler, Server, post
 from bench.perf.workloads import Workload, image_doc, light_pdf, pdf_doc
 from function.engines.layout import cpu_threads
 
@@ -71,6 +72,10 @@ class Plan:
     clients: list[int]  # client concurrency against the function at OCR_CONCURRENCY=N
     slots: int  # N
     cache_hits: int
+    # A new process reads its first pages slower (lazy set-up, the allocator's caches filling): with
+    # one warm-up page, rapidocr's second page in a process took 2.26-2.33 s and its third 1.98-2.01 s.
+    # Each side of seq and par reads this many pages first, so that both are measured warm.
+    warm_reads: int
     cold_rounds: int
     processes: bool
     sections: list[str]
@@ -119,6 +124,7 @@ class Plan:
             clients=[1, 2] if quick else sorted({1, 2, cpus, 2 * cpus}),
             slots=cpus,
             cache_hits=3 if quick else 15,
+            warm_reads=1 if quick else 3,
             cold_rounds=1 if quick else a.rounds or 3,
             processes=not (quick or a.no_processes),
             sections=[s for s in SECTIONS if s in sections],
@@ -139,6 +145,7 @@ class Bench:
             "cpus": cpu_threads(),
             "dpi": plan.dpi,
             "quick": plan.quick,
+            "allocator": SERVER_ENV.get("LD_PRELOAD", "glibc malloc, MALLOC_ARENA_MAX=2"),
         }
         self.env = {"OCR_ENGINE": plan.engine, "OCR_PDF_DPI": str(plan.dpi), **plan.env}
         self.servers: list[Server] = []
@@ -240,10 +247,11 @@ class Bench:
         fn, before = servers[0], (servers[1] if len(servers) > 1 else None)
         for doc in docs:
             host.pages(doc.name, doc.pages())
-        warm = docs[0]  # the first request of a process is slower (lazy set-up): warm both sides
-        host.predict("one", warm.name)
-        for srv in servers:
-            post(session, srv.url, warm.filename, warm.data)
+        warm = docs[0]
+        for _ in range(self.plan.warm_reads):
+            host.predict("one", warm.name)
+            for srv in servers:
+                post(session, srv.url, warm.filename, warm.data)
         service_env = {**self.env, "OCR_CONCURRENCY": "1"}
         for doc in docs:
             n = len(doc.pages())
@@ -253,10 +261,11 @@ class Bench:
             ]
             if before is not None:
                 sides.append(("function_before", partial(_fn_seconds, session, before.url, doc, None)))
-            if n > 1:  # the function's own steps in the bare engine's process, pages rendered ahead or not
-                for name, prefetch in (("service", True), ("service_no_prefetch", False)):
-                    ask = partial(host.ask, "service", "one", doc.data, doc.filename, service_env, prefetch)
-                    sides.append((name, ask))
+            # The function's own steps in the bare engine's process, pages rendered ahead or not (a
+            # 1-page document has nothing to render ahead).
+            for name, prefetch in (("service", True), ("service_no_prefetch", False))[: 2 if n > 1 else 1]:
+                ask = partial(host.ask, "service", "one", doc.data, doc.filename, service_env, prefetch)
+                sides.append((name, ask))
             if r % 2:
                 sides.reverse()
             row = {name: run() / n for name, run in sides}
@@ -283,12 +292,13 @@ class Bench:
                     procs.give(pages)
                 configs = self._par_configs(host, procs, servers, docs)
                 host.pages("warm", pages[: plan.slots])
-                for key in ("one", "slots", "wide"):  # warm every slot of every engine
-                    host.threaded(key, "warm", plan.slots)
-                if procs is not None:
-                    procs.run(min(len(pages), plan.slots))
-                for srv in servers:
-                    _fn_throughput(srv.url, docs[: plan.slots], plan.slots)
+                for _ in range(plan.warm_reads):  # every slot of every engine, and both processes
+                    for key in ("one", "slots", "wide"):
+                        host.threaded(key, "warm", plan.slots)
+                    if procs is not None:
+                        procs.run(min(len(pages), plan.slots))
+                    for srv in servers:
+                        _fn_throughput(srv.url, docs[: plan.slots], plan.slots)
                 row: dict[str, Any] = {}
                 k = r % len(configs)
                 for name, parallel, run in configs[k:] + configs[:k]:

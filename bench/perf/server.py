@@ -1,10 +1,11 @@
 """The function as `make run` and the images start it (`python -m function serve`: functions-framework's
-gunicorn, one worker, 4 threads, MALLOC_ARENA_MAX=2), its worker's memory, its start-up log, and a
+gunicorn, one worker, 4 threads, tcmalloc preloaded), its worker's memory, its start-up log, and a
 client that times documents through it."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import json
 import os
 import socket
@@ -20,8 +21,28 @@ import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+# tcmalloc preloaded, as `make run` and the CPU image run the function (Makefile, Dockerfile.cpu).
+TCMALLOC_ENV = {
+    "LD_PRELOAD": "libtcmalloc_minimal.so.4",
+    "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40),
+}
+
+
+def tcmalloc_installed() -> bool:
+    """Debian's libtcmalloc-minimal4 (scripts/system-deps.sh installs it). A missing LD_PRELOAD library is
+    only the loader's warning, and the process would run on glibc's malloc unannounced."""
+    return ctypes.util.find_library("tcmalloc_minimal") is not None
+
+
 # How `make run` and the images start the function (Makefile, Dockerfile.cpu).
-SERVER_ENV = {"WORKERS": "1", "THREADS": "4", "MALLOC_ARENA_MAX": "2"}
+# Where tcmalloc is not installed, glibc's malloc with the 2 arenas the GPU image keeps.
+SERVER_ENV = {
+    "WORKERS": "1",
+    "THREADS": "4",
+    **(TCMALLOC_ENV if tcmalloc_installed() else {"MALLOC_ARENA_MAX": "2"}),
+}
 
 
 def _free_port() -> int:
