@@ -26,6 +26,8 @@ USER 1000:1000
 # One worker: one model copy per GPU, loaded after the fork. The native backend runs one document at a
 # time; the other threads answer probes and hold the requests that wait. With a vLLM server raise
 # PADDLEOCR_VL_CONCURRENCY and keep THREADS at least 2 above it.
+# glibc's malloc with 2 arenas, not the CPU image's tcmalloc: tcmalloc is measured with the CPU engines
+# only (BENCHMARKS.md), not yet with Paddle on a GPU.
 ENV OCR_ENGINE=paddleocr-vl \
     WORKERS=1 \
     THREADS=4 \

@@ -6,6 +6,10 @@ BIN    := $(VENV)/bin
 # The PaddleOCR-VL adapter tests use the real paddleocr/paddlex classes, in a venv of their own:
 # paddlex pins an OpenCV build that would overwrite the CPU engines' cv2 module.
 PVENV  ?= .venv-paddle
+# tcmalloc (system-deps installs it), as the CPU image preloads it: glibc's malloc gives the engines'
+# large page buffers back to the kernel after every use and faults them in again (Dockerfile.cpu,
+# BENCHMARKS.md).
+MALLOC := LD_PRELOAD=libtcmalloc_minimal.so.4 TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=1099511627776
 
 .PHONY: run test lint system-deps clean
 
@@ -30,7 +34,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 run: system-deps $(VENV)/.cpu
-	MALLOC_ARENA_MAX=2 WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
+	$(MALLOC) WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
 
 test: system-deps $(VENV)/.dev $(PVENV)/.paddle
 	$(BIN)/ruff check .

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = ["Dockerfile", "Dockerfile.cpu", "openfaas/Dockerfile"]
 GPU_BASE = "ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-gpu-sm120-offline"
 # Variables the serving command itself reads (functions-framework and gunicorn), not our settings.
-# MALLOC_ARENA_MAX=2: glibc's per-thread arenas grew a worker by ~580 MiB under load (BENCHMARKS.md).
+# The allocator (BENCHMARKS.md): tcmalloc in the CPU image; glibc with 2 arenas in the GPU image, whose
+# per-thread arenas otherwise grew a worker by ~580 MiB under load.
 SERVING_ENV = {
     "WORKERS",
     "THREADS",
@@ -29,6 +30,8 @@ SERVING_ENV = {
     "PYTHONUNBUFFERED",
     "PYTHONDONTWRITEBYTECODE",
     "MALLOC_ARENA_MAX",
+    "LD_PRELOAD",
+    "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD",
 }
 PADDLEX_ENV = {"PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "PIP_DISABLE_PIP_VERSION_CHECK"}
 
@@ -98,7 +101,14 @@ def test_cpu_image() -> None:
     steps = instructions(text)
     assert steps[0] == ("FROM", "python:3.11-slim")
     runs = " ".join(rest for word, rest in steps if word == "RUN")
-    for package in ("tesseract-ocr", "tesseract-ocr-rus", "tesseract-ocr-eng", "fonts-dejavu-core"):
+    packages = (
+        "tesseract-ocr",
+        "tesseract-ocr-rus",
+        "tesseract-ocr-eng",
+        "fonts-dejavu-core",
+        "libtcmalloc-minimal4",
+    )
+    for package in packages:
         assert re.search(rf"\s{re.escape(package)}(\s|$)", runs), package
     assert "-r requirements-cpu.txt" in runs and "OCR_ENGINE=rapidocr" in text
     _serves_as_non_root(steps)
@@ -123,3 +133,42 @@ def test_dockerignore_lets_the_copied_files_in() -> None:
     assert lines[0] == "*"
     for needed in ("!handler.py", "!function/", "!requirements.txt", "!requirements-cpu.txt"):
         assert needed in lines
+
+
+def _env_values(text: str) -> dict[str, str]:
+    return {
+        name: value
+        for word, rest in instructions(text)
+        if word == "ENV"
+        for name, value in re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", rest)
+    }
+
+
+def _make_run_allocator() -> dict[str, str]:
+    (line,) = [ln for ln in read("Makefile").splitlines() if ln.startswith("MALLOC :=")]
+    return dict(pair.split("=", 1) for pair in line.removeprefix("MALLOC :=").split())
+
+
+def test_the_cpu_image_make_run_and_the_benchmark_preload_the_same_allocator() -> None:
+    from bench.perf.server import SERVER_ENV
+
+    allocator = _make_run_allocator()
+    assert allocator["LD_PRELOAD"] == "libtcmalloc_minimal.so.4"
+    image = _env_values(read("Dockerfile.cpu"))
+    assert {k: image.get(k) for k in allocator} == allocator
+    assert "MALLOC_ARENA_MAX" not in image, "glibc's setting does nothing once tcmalloc is preloaded"
+    assert {k: SERVER_ENV.get(k) for k in allocator} == allocator, "system-deps installs tcmalloc"
+
+
+def test_the_preloaded_allocator_loads() -> None:
+    """A library that is missing or misnamed is only a warning of the loader's, and the process runs on
+    glibc without anyone noticing: look for it among the process's mappings."""
+    result = subprocess.run(
+        [sys.executable, "-c", "print(open('/proc/self/maps').read())"],
+        env={**os.environ, **_make_run_allocator()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert "libtcmalloc_minimal.so.4" in result.stdout
