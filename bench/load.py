@@ -8,8 +8,9 @@ of them (answered from the stored result, `cached: true`), in a shuffled order. 
 429 or 503 waits as Retry-After says (capped at `--retry-after-cap`) and sends the same document again;
 every answer counts in the status table. At the end every 200 is checked against the bucket: its
 manifest and every part the manifest lists exist, with the sha256 and size it names. The worker's
-resident memory is sampled throughout: after a warm-up (start), the highest (peak), and after the
-load has settled (end).
+resident memory is sampled throughout: after a warm-up (start), when half the documents are done
+(halfway), the highest (peak), and after the load has settled (end). The server runs on the allocator
+the CPU image preloads (tcmalloc; `--allocator glibc` for glibc's malloc with `--malloc-arena-max`).
 
 moto runs in this process, so its work shares the CPU (and the GIL) with the clients; the latencies
 include it.
@@ -38,6 +39,7 @@ from typing import Any
 import psutil
 import requests
 
+from bench.perf.server import TCMALLOC_ENV, tcmalloc_installed
 from tests.server import FunctionServer
 from tests.synthetic import make_pdf, page_with_text
 
@@ -60,6 +62,8 @@ class Params:
     max_attempts: int = 100  # per document, then the document counts as failed
     seed: int = 7
     serve: bool = False  # run `python -m function serve` instead of `functions-framework`
+    # The server's allocator: "tcmalloc" (preloaded, as the CPU image and `make run` run it) or "glibc".
+    allocator: str = "tcmalloc"
     # glibc's MALLOC_ARENA_MAX for the server (0: glibc's default of 8 per core). With the default, each
     # of the THREADS request threads that allocates page images gets an arena of its own, and RSS grows
     # by hundreds of MiB that are never given back; 2 keeps it flat.
@@ -83,6 +87,7 @@ class Report:
     lost: list[str] = field(default_factory=list)  # 200s whose objects are missing or differ
     wall_sec: float = 0.0
     rss_start: int = 0
+    rss_half: int = 0  # when half the documents were done
     rss_peak: int = 0
     rss_end: int = 0
     worker_restarted: bool = False
@@ -171,8 +176,7 @@ def run(params: Params, workdir: Path) -> Report:
         "OCR_QUEUE_SIZE": str(params.queue_size),
         "THREADS": str(params.threads),
     }
-    if params.malloc_arena_max:
-        env["MALLOC_ARENA_MAX"] = str(params.malloc_arena_max)
+    env.update(_allocator(params))
     report = Report(params)
     try:
         with FunctionServer(env, workdir / "server.log", serve=params.serve) as srv:
@@ -230,9 +234,21 @@ def _load(srv: FunctionServer, s3: Any, params: Params, report: Report) -> None:
         with lock:
             report.failed_jobs.append(index)
 
+    finished = 0
+
+    def halfway(_: object) -> None:  # the RSS once half the documents are done
+        nonlocal finished
+        with lock:
+            finished += 1
+            if finished == params.requests // 2:
+                report.rss_half = sampler.rss()
+
     began = time.perf_counter()
     with ThreadPoolExecutor(params.concurrency) as pool:
-        for future in [pool.submit(job, i, doc) for i, doc in enumerate(schedule(params))]:
+        futures = [pool.submit(job, i, doc) for i, doc in enumerate(schedule(params))]
+        for future in futures:
+            future.add_done_callback(halfway)
+        for future in futures:
             future.result()
     report.wall_sec = time.perf_counter() - began
     time.sleep(2.0)  # let the worker settle: requests done, buffers freed
@@ -293,8 +309,18 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def _allocator(params: Params) -> dict[str, str]:
+    if params.allocator == "tcmalloc":
+        if not tcmalloc_installed():
+            raise SystemExit("tcmalloc is not installed: bash scripts/system-deps.sh, or --allocator glibc")
+        return TCMALLOC_ENV
+    if params.allocator != "glibc":
+        raise SystemExit(f"--allocator is tcmalloc or glibc, not {params.allocator!r}")
+    return {"MALLOC_ARENA_MAX": str(params.malloc_arena_max)} if params.malloc_arena_max else {}
+
+
 def table(report: Report) -> str:
-    p = report.params
+    p, r = report.params, report
     statuses = ", ".join(f"{code or 'conn. error'}: {n}" for code, n in sorted(report.statuses.items()))
     done = len(report.results)
     rows = [
@@ -303,7 +329,7 @@ def table(report: Report) -> str:
         (
             "server",
             f"OCR_CONCURRENCY={p.ocr_concurrency}, OCR_QUEUE_SIZE={p.queue_size}, THREADS={p.threads}, "
-            f"MALLOC_ARENA_MAX={p.malloc_arena_max or 'unset'}",
+            + (" ".join(f"{k}={v}" for k, v in _allocator(p).items()) or "glibc, MALLOC_ARENA_MAX unset"),
         ),
         ("HTTP answers by status", statuses),
         ("documents answered 200 / failed", f"{done} / {len(report.failed_jobs)}"),
@@ -324,9 +350,10 @@ def table(report: Report) -> str:
     rows += [
         ("wall time / throughput", f"{report.wall_sec:.1f}s / {done / report.wall_sec:.2f} documents/s"),
         (
-            "worker RSS start / peak / end",
-            f"{report.rss_start / MIB:.0f} / {report.rss_peak / MIB:.0f} / {report.rss_end / MIB:.0f} MiB "
-            f"(end - start {(report.rss_end - report.rss_start) / MIB:+.0f} MiB)",
+            "worker RSS start / halfway / peak / end",
+            " / ".join(f"{v / MIB:.0f}" for v in (r.rss_start, r.rss_half, r.rss_peak, r.rss_end))
+            + f" MiB (end - start {(r.rss_end - r.rss_start) / MIB:+.0f} MiB, "
+            f"end - halfway {(r.rss_end - r.rss_half) / MIB:+.0f} MiB)",
         ),
     ]
     width = max(len(label) for label, _ in rows)
