@@ -18,10 +18,11 @@ from bench import load
 from tests import deploy_manifests as m
 
 # The server runs on tcmalloc, as the CPU image does. tcmalloc keeps what it freed for the next page
-# instead of giving it back, so after the load the worker holds its high-water mark: 1093-1118 MiB in four
-# runs, +391 to +405 MiB over the warm-up's 709-725 (on glibc with MALLOC_ARENA_MAX=2 it ended +7 MiB,
-# having paid page faults on every page; with glibc's default arenas it ended +579 MiB). A leak shows
-# as growth after the high-water mark is reached, over the second half.
+# instead of giving it back, so after the load the worker holds its high-water mark: 1091-1120 MiB from
+# halfway to the end in three runs, +380 to +406 MiB over the warm-up's 711-713 and +0 from halfway (on
+# glibc with MALLOC_ARENA_MAX=2: 681 / 682 / 1045 / 682 MiB, paying page faults on every page; with
+# glibc's default arenas it ended +579 MiB). A leak shows as growth after the high-water mark is
+# reached, over the second half.
 RSS_GROWTH_BOUND_MIB = 128
 
 
