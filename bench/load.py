@@ -316,7 +316,8 @@ def _allocator(params: Params) -> dict[str, str]:
         return TCMALLOC_ENV
     if params.allocator != "glibc":
         raise SystemExit(f"--allocator is tcmalloc or glibc, not {params.allocator!r}")
-    return {"MALLOC_ARENA_MAX": str(params.malloc_arena_max)} if params.malloc_arena_max else {}
+    arenas = {"MALLOC_ARENA_MAX": str(params.malloc_arena_max)} if params.malloc_arena_max else {}
+    return {"LD_PRELOAD": "", **arenas}  # not a preload this process may have been started with
 
 
 def table(report: Report) -> str:
@@ -329,7 +330,11 @@ def table(report: Report) -> str:
         (
             "server",
             f"OCR_CONCURRENCY={p.ocr_concurrency}, OCR_QUEUE_SIZE={p.queue_size}, THREADS={p.threads}, "
-            + (" ".join(f"{k}={v}" for k, v in _allocator(p).items()) or "glibc, MALLOC_ARENA_MAX unset"),
+            + (
+                p.allocator
+                if p.allocator == "tcmalloc"
+                else f"glibc, MALLOC_ARENA_MAX={p.malloc_arena_max or 'unset'}"
+            ),
         ),
         ("HTTP answers by status", statuses),
         ("documents answered 200 / failed", f"{done} / {len(report.failed_jobs)}"),

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bench.perf.server import ROOT, TCMALLOC_ENV
 
 ALLOCATORS = {
-    "glibc, MALLOC_ARENA_MAX=2": {"MALLOC_ARENA_MAX": "2"},
+    "glibc, MALLOC_ARENA_MAX=2": {"MALLOC_ARENA_MAX": "2", "LD_PRELOAD": ""},  # whatever this process has
     "tcmalloc": TCMALLOC_ENV,
 }
 
