@@ -22,7 +22,6 @@ backend, `PADDLEOCR_VL_CONCURRENCY` pipelines sharing a VLM server otherwise.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import inspect
 import logging
@@ -44,7 +43,8 @@ from PIL import Image
 
 from function.config import Settings, parse_env
 from function.document import MARGINAL_LABELS, BBox, Block, Document, Page
-from function.engines.base import Engine, EngineLoadError, PageImage
+from function.engines.base import Engine, EngineLoadError, PageImage, package_version
+from function.engines.layout import bgr, rgb_pixels
 from function.errors import ConfigError, UpstreamFailed
 from function.options import Options
 
@@ -265,7 +265,7 @@ def _pipeline_class() -> type:
     cls = getattr(paddleocr, "PaddleOCRVL", None)
     if cls is None:
         raise EngineLoadError(
-            f"paddleocr {_dist_version('paddleocr')} has no PaddleOCRVL; it needs 3.3 or newer"
+            f"paddleocr {package_version('paddleocr')} has no PaddleOCRVL; it needs 3.3 or newer"
         )
     return cls
 
@@ -295,13 +295,6 @@ def available_versions(cls: type) -> list[str]:
         if versions:
             return list(versions)
     return ["v1"]
-
-
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
 
 
 # ---------------------------------------------------------------- pipelines and their threads
@@ -361,7 +354,7 @@ class PaddleOCRVLEngine(Engine):
         if self.vl.restructure_pages and not hasattr(cls, "restructure_pages"):
             raise EngineLoadError(
                 f"PADDLEOCR_VL_RESTRUCTURE_PAGES needs paddleocr 3.4 or newer; "
-                f"this is {_dist_version('paddleocr')}"
+                f"this is {package_version('paddleocr')}"
             )
         self.constructor = self.constructor_kwargs(cls)
         self._pool = _Pool([self._build(cls, i) for i in range(self.vl.pipelines)])
@@ -405,7 +398,7 @@ class PaddleOCRVLEngine(Engine):
         for name, arg in CONSTRUCTOR_ARGS.items():
             if arg in kwargs and arg not in known:
                 raise EngineLoadError(
-                    f"{_VAR[name]} is not supported by paddleocr {_dist_version('paddleocr')} "
+                    f"{_VAR[name]} is not supported by paddleocr {package_version('paddleocr')} "
                     f"(PaddleOCRVL has no {arg} argument)"
                 )
 
@@ -424,7 +417,7 @@ class PaddleOCRVLEngine(Engine):
         if wanted is not None and wanted not in versions:
             raise EngineLoadError(
                 f"PADDLEOCR_VL_PIPELINE_VERSION={wanted} is not offered by paddleocr "
-                f"{_dist_version('paddleocr')} (it offers {', '.join(versions)})"
+                f"{package_version('paddleocr')} (it offers {', '.join(versions)})"
             )
         missing: list[str] = []
         for version in [wanted] if wanted else list(reversed(versions)):
@@ -448,7 +441,7 @@ class PaddleOCRVLEngine(Engine):
 
     @property
     def version(self) -> str:
-        packages = f"paddleocr {_dist_version('paddleocr')}, paddlex {_dist_version('paddlex')}"
+        packages = f"paddleocr {package_version('paddleocr')}, paddlex {package_version('paddlex')}"
         models = ", ".join(self.models.values()) or "models not resolved yet"
         return f"{packages}; {pipeline_name(self.pipeline_version or 'v1')} ({models})"
 
@@ -601,7 +594,7 @@ def _table_text(html: str) -> str:
 
 def _bgr(image: Image.Image) -> np.ndarray:
     # PaddleX reads an ndarray as BGR (ReadImage(format="BGR") passes arrays through unchanged).
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    return bgr(rgb_pixels(image))
 
 
 def _chunks(pages: Iterable[PageImage], size: int) -> Iterator[list[PageImage]]:

@@ -6,7 +6,6 @@ nothing is ever downloaded. Reads Latin script (English) and Chinese; not Cyrill
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import math
 import time
@@ -21,11 +20,12 @@ from PIL import Image
 
 from function.config import Settings
 from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage, Slots, slot_threads
+from function.engines.base import Engine, EngineLoadError, PageImage, Slots, package_version, slot_threads
 from function.engines.layout import (
     LayoutModel,
     adopt_loggers,
     analyse_page,
+    bgr,
     collect,
     cpu_threads,
     layout_settings,
@@ -193,7 +193,7 @@ class RapidOCREngine(Engine):
     @property
     def version(self) -> str:
         files = [*MODEL_FILES.values()] if self.use_cls else [MODEL_FILES["det"], MODEL_FILES["rec"]]
-        ocr, layout = (importlib.metadata.version(p) for p in ("rapidocr", "rapid-layout"))
+        ocr, layout = package_version("rapidocr"), package_version("rapid-layout")
         return f"rapidocr {ocr} ({', '.join(files)}); rapid-layout {layout}"
 
     def settings(self) -> dict[str, object]:
@@ -250,7 +250,7 @@ class RapidOCREngine(Engine):
 def _read_lines(ocr: RapidOCR, rgb: np.ndarray, use_cls: bool) -> list[TextLine]:
     # A numpy array goes in as BGR, as rapidocr reads its image files. The step switches are
     # passed every time: rapidocr keeps the last call's switches as its new defaults.
-    result = ocr(np.ascontiguousarray(rgb[..., ::-1]), use_det=True, use_cls=use_cls, use_rec=True)
+    result = ocr(bgr(rgb), use_det=True, use_cls=use_cls, use_rec=True)
     boxes, txts, scores = (getattr(result, k, None) for k in ("boxes", "txts", "scores"))
     if boxes is None or txts is None or scores is None:
         return []
@@ -280,7 +280,7 @@ def _read_crop(ocr: RapidOCR, crop: np.ndarray, use_cls: bool) -> list[TextLine]
 def _read_text(ocr: RapidOCR, crop: np.ndarray) -> tuple[str, float | None]:
     if crop.shape[0] < 4 or crop.shape[1] < 4:
         return "", None
-    result = ocr(np.ascontiguousarray(crop[..., ::-1]), use_det=False, use_cls=False, use_rec=True)
+    result = ocr(bgr(crop), use_det=False, use_cls=False, use_rec=True)
     txts, scores = getattr(result, "txts", None), getattr(result, "scores", None)
     if not txts or not scores:
         return "", None

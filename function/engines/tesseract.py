@@ -15,7 +15,6 @@ Settings come from the environment once (`ENV` below). Requests pick languages w
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import re
@@ -30,7 +29,7 @@ from PIL import Image
 
 from function.config import Settings
 from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage, Slots, slot_threads
+from function.engines.base import Engine, EngineLoadError, PageImage, Slots, package_version, slot_threads
 from function.engines.layout import (
     LayoutModel,
     analyse_page,
@@ -181,7 +180,7 @@ class TesseractEngine(Engine):
         import tesserocr
 
         lib = tesserocr.tesseract_version().split()[1]
-        binding, layout = (importlib.metadata.version(p) for p in ("tesserocr", "rapid-layout"))
+        binding, layout = package_version("tesserocr"), package_version("rapid-layout")
         return f"tesseract {lib} (tesserocr {binding}); rapid-layout {layout}"
 
     def settings(self) -> dict[str, object]:
