@@ -6,10 +6,14 @@ BIN    := $(VENV)/bin
 # The PaddleOCR-VL adapter tests use the real paddleocr/paddlex classes, in a venv of their own:
 # paddlex pins an OpenCV build that would overwrite the CPU engines' cv2 module.
 PVENV  ?= .venv-paddle
-# tcmalloc (system-deps installs it), as the CPU image preloads it: glibc's malloc gives the engines'
-# large page buffers back to the kernel after every use and faults them in again (Dockerfile.cpu,
-# BENCHMARKS.md).
-MALLOC := LD_PRELOAD=libtcmalloc_minimal.so.4 TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=1099511627776
+# Preloaded as the CPU image preloads them (Dockerfile.cpu, BENCHMARKS.md):
+# - tcmalloc (system-deps installs it): glibc's malloc gives the engines' large page buffers back to
+#   the kernel after every use and faults them in again;
+# - zlib-ng as libz.so.1 (scripts/zlib-ng.sh builds it): Pillow inflates PNGs with the system's zlib,
+#   which took 36 ms to decode an A4 page where zlib-ng takes 12.
+ZLIB_NG := $(VENV)/lib/zlib-ng/libz.so.1
+SERVE_ENV := LD_PRELOAD="libtcmalloc_minimal.so.4 $(abspath $(ZLIB_NG))" \
+	TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=1099511627776
 
 .PHONY: run test lint system-deps clean
 
@@ -33,10 +37,13 @@ $(PVENV)/.paddle: requirements.txt requirements-paddle.txt
 system-deps:
 	bash scripts/system-deps.sh
 
-run: system-deps $(VENV)/.cpu
-	$(MALLOC) WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
+$(ZLIB_NG): scripts/zlib-ng.sh scripts/zlib-ng.txt | $(BIN)/python
+	bash scripts/zlib-ng.sh $(dir $@) $(BIN)/python
 
-test: system-deps $(VENV)/.dev $(PVENV)/.paddle
+run: system-deps $(VENV)/.cpu $(ZLIB_NG)
+	$(SERVE_ENV) WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
+
+test: system-deps $(VENV)/.dev $(PVENV)/.paddle $(ZLIB_NG)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(PVENV)/bin/python -m pytest -q tests/test_engine_paddleocr_vl.py

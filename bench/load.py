@@ -39,7 +39,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench.perf.server import TCMALLOC_ENV, tcmalloc_installed
+from bench.perf.server import preload_env, tcmalloc_installed
 from tests.server import FunctionServer
 from tests.synthetic import make_pdf, page_with_text
 
@@ -313,11 +313,13 @@ def _allocator(params: Params) -> dict[str, str]:
     if params.allocator == "tcmalloc":
         if not tcmalloc_installed():
             raise SystemExit("tcmalloc is not installed: bash scripts/system-deps.sh, or --allocator glibc")
-        return TCMALLOC_ENV
+        return preload_env(tcmalloc=True)
     if params.allocator != "glibc":
         raise SystemExit(f"--allocator is tcmalloc or glibc, not {params.allocator!r}")
-    arenas = {"MALLOC_ARENA_MAX": str(params.malloc_arena_max)} if params.malloc_arena_max else {}
-    return {"LD_PRELOAD": "", **arenas}  # not a preload this process may have been started with
+    env = {k: v for k, v in preload_env(tcmalloc=False).items() if k != "MALLOC_ARENA_MAX"}
+    if params.malloc_arena_max:
+        env["MALLOC_ARENA_MAX"] = str(params.malloc_arena_max)
+    return env
 
 
 def table(report: Report) -> str:

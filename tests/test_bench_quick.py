@@ -39,6 +39,7 @@ def test_quick_benchmark_runs_every_section(tmp_path: Path) -> None:
     assert {"engine_import", "models", "warm_up"} <= set(cold["function"]["split"])
     assert results["memory"]["peak_long_mb"] > 0
     assert results["allocator"] == "libtcmalloc_minimal.so.4", "both sides on the images' allocator"
+    assert results["zlib"].endswith("zlib-ng"), "and on their zlib"
     report = (out / "report.md").read_text()
     assert "function ÷ bare" in report and "python -m bench.perf --quick" in report
     for plot in ("throughput", "latency", "memory"):

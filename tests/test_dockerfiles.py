@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -65,10 +66,10 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 def env_values(text: str) -> dict[str, str]:
     return {
-        name: value
+        name: value.strip('"')
         for word, rest in instructions(text)
         if word == "ENV"
-        for name, value in re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", rest)
+        for name, value in re.findall(r'([A-Z_][A-Z0-9_]*)=("[^"]*"|\S+)', rest)
     }
 
 
@@ -100,7 +101,8 @@ def test_gpu_image() -> None:
 def test_cpu_image() -> None:
     text = read("Dockerfile.cpu")
     steps = instructions(text)
-    assert steps[0] == ("FROM", "python:3.11-slim")
+    froms = [rest for word, rest in steps if word == "FROM"]
+    assert froms == ["python:3.11-slim AS zlib-ng", "python:3.11-slim"], "zlib-ng's build, then the image"
     runs = " ".join(rest for word, rest in steps if word == "RUN")
     packages = (
         "tesseract-ocr",
@@ -132,35 +134,95 @@ def test_environment_names_are_known(name: str) -> None:
 def test_dockerignore_lets_the_copied_files_in() -> None:
     lines = [ln.strip() for ln in read(".dockerignore").splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*"
-    for needed in ("!handler.py", "!function/", "!requirements.txt", "!requirements-cpu.txt"):
-        assert needed in lines
+    copied = ("handler.py", "function/", "requirements.txt", "requirements-cpu.txt", "scripts/zlib-ng.sh")
+    for needed in (*copied, "scripts/zlib-ng.txt"):
+        assert f"!{needed}" in lines
 
 
-def _make_run_allocator() -> dict[str, str]:
-    (line,) = [ln for ln in read("Makefile").splitlines() if ln.startswith("MALLOC :=")]
-    return dict(pair.split("=", 1) for pair in line.removeprefix("MALLOC :=").split())
-
-
-def test_the_cpu_image_make_run_and_the_benchmark_preload_the_same_allocator() -> None:
-    from bench.perf.server import SERVER_ENV
-
-    allocator = _make_run_allocator()
-    assert allocator["LD_PRELOAD"] == "libtcmalloc_minimal.so.4"
-    image = env_values(read("Dockerfile.cpu"))
-    assert {k: image.get(k) for k in allocator} == allocator
-    assert "MALLOC_ARENA_MAX" not in image, "glibc's setting does nothing once tcmalloc is preloaded"
-    assert {k: SERVER_ENV.get(k) for k in allocator} == allocator, "system-deps installs tcmalloc"
-
-
-def test_the_preloaded_allocator_loads() -> None:
-    """A library that is missing or misnamed is only a warning of the loader's, and the process runs on
-    glibc without anyone noticing: look for it among the process's mappings."""
+def make_run_env() -> dict[str, str]:
+    """The preloads and their settings that `make run` serves with, as make expands them."""
+    show = "show-serve-env: ; @echo '$(SERVE_ENV)'"
     result = subprocess.run(
-        [sys.executable, "-c", "print(open('/proc/self/maps').read())"],
-        env={**os.environ, **_make_run_allocator()},
+        ["make", "-s", "--no-print-directory", "--eval", show, "show-serve-env"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(pair.split("=", 1) for pair in shlex.split(result.stdout))
+
+
+def test_the_cpu_image_make_run_and_the_benchmark_preload_the_same_libraries() -> None:
+    from bench.perf.server import SERVER_ENV, TCMALLOC, ZLIB_NG
+
+    run = make_run_env()
+    assert run["LD_PRELOAD"].split() == [TCMALLOC, str(ZLIB_NG)]
+    assert {k: SERVER_ENV.get(k) for k in run} == run, "`make` builds zlib-ng (scripts/zlib-ng.sh)"
+    image = env_values(read("Dockerfile.cpu"))
+    assert image["LD_PRELOAD"].split() == [TCMALLOC, "/usr/local/lib/zlib-ng/libz.so.1"]
+    settings = set(run) - {"LD_PRELOAD"}
+    assert {k: image.get(k) for k in settings} == {k: run[k] for k in settings}
+    assert "MALLOC_ARENA_MAX" not in image, "glibc's setting does nothing once tcmalloc is preloaded"
+    steps = instructions(read("Dockerfile.cpu"))
+    build = "PIP_DISABLE_PIP_VERSION_CHECK=1 bash /build/zlib-ng.sh /usr/local/lib/zlib-ng python"
+    assert ("RUN", build) in steps
+    assert ("COPY", "--from=zlib-ng /usr/local/lib/zlib-ng/ /usr/local/lib/zlib-ng/") in steps
+
+
+def test_the_preloaded_libraries_load() -> None:
+    """A library that is missing or misnamed is only a warning of the loader's, and the process runs on
+    glibc's malloc and the system's zlib without anyone noticing: look for tcmalloc among the process's
+    mappings, and ask zlib which library answers."""
+    script = "import zlib; print(zlib.ZLIB_RUNTIME_VERSION); print(open('/proc/self/maps').read())"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **make_run_env()},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0 and not result.stderr, result.stderr
-    assert "libtcmalloc_minimal.so.4" in result.stdout
+    version, maps = result.stdout.split("\n", 1)
+    assert "libtcmalloc_minimal.so.4" in maps
+    assert version.endswith("zlib-ng"), version
+
+
+_ROUND_TRIP = """
+import hashlib, sys
+from PIL import Image
+with Image.open(sys.argv[1]) as page:
+    print(hashlib.sha256(page.tobytes()).hexdigest())
+    page.save(sys.argv[2], "PNG")
+"""
+
+
+def _round_trip(source: Path, written: Path, preload: str) -> str:
+    """The digest of `source`'s pixels as Pillow reads them under `preload`, which also writes them to
+    `written`."""
+    result = subprocess.run(
+        [sys.executable, "-c", _ROUND_TRIP, str(source), str(written)],
+        env={**os.environ, "LD_PRELOAD": preload},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_zlib_ng_reads_and_writes_pngs_as_zlib_does(tmp_path: Path) -> None:
+    """zlib-ng stands in for the system's zlib under Pillow (BENCHMARKS.md): a text page's PNG decodes to
+    the same pixels under either, and each reads the PNG the other wrote to those pixels (zlib-ng
+    compresses to other bytes, which is the one difference)."""
+    from bench.perf.server import ZLIB_NG
+    from tests.synthetic import page_with_text
+
+    page = tmp_path / "page.png"
+    page_with_text(["Страница текста на русском.", "A line of English text."], title="Page").image.save(page)
+    preloads = {"zlib": "", "zlib-ng": str(ZLIB_NG)}
+    digests = {name: _round_trip(page, tmp_path / f"{name}.png", lib) for name, lib in preloads.items()}
+    assert digests["zlib"] == digests["zlib-ng"]
+    assert (tmp_path / "zlib.png").read_bytes() != (tmp_path / "zlib-ng.png").read_bytes()
+    assert _round_trip(tmp_path / "zlib-ng.png", tmp_path / "again.png", preloads["zlib"]) == digests["zlib"]
+    assert _round_trip(tmp_path / "zlib.png", tmp_path / "again.png", preloads["zlib-ng"]) == digests["zlib"]

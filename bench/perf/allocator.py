@@ -24,11 +24,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.perf.server import ROOT, TCMALLOC_ENV
+from bench.perf.server import ROOT, preload_env
 
 ALLOCATORS = {
-    "glibc, MALLOC_ARENA_MAX=2": {"MALLOC_ARENA_MAX": "2", "LD_PRELOAD": ""},  # whatever this process has
-    "tcmalloc": TCMALLOC_ENV,
+    "glibc, MALLOC_ARENA_MAX=2": preload_env(tcmalloc=False),
+    "tcmalloc": preload_env(tcmalloc=True),
 }
 
 

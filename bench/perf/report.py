@@ -24,7 +24,8 @@ def _spread(values: Sequence[float], fmt: str = ".3f") -> str:
 def markdown(results: dict[str, Any], out: Path) -> str:
     lines = [
         f"Engine `{results['engine']}`, {results['cpus']} CPUs, pages at {results['dpi']} dpi, "
-        f"allocator {results.get('allocator', 'glibc malloc, MALLOC_ARENA_MAX=2')} on both sides. "
+        f"allocator {results.get('allocator', 'glibc malloc, MALLOC_ARENA_MAX=2')} and zlib "
+        f"{results.get('zlib', '(not recorded)')} on both sides. "
         f"Command: `{results['command']}`. Figures are medians with [min–max] over rounds; "
         "ratios are taken within each round.",
         "",

@@ -12,9 +12,9 @@ in the same round, alternating which goes first, so the noise of a shared machin
 alike. Each round of seq and par starts new processes on both sides, because the same code runs up
 to ±6% faster or slower from one process to the next; ratios are taken per round and reported as
 the median with the spread (min–max) across rounds.
-`python -m bench.perf` re-runs itself with the allocator the function runs with (tcmalloc, preloaded
-as `make run` and the CPU image do; glibc with MALLOC_ARENA_MAX=2 where it is not installed), so the
-bare engine here has it too.
+`python -m bench.perf` re-runs itself with the preloads the function runs with (tcmalloc, or glibc with
+MALLOC_ARENA_MAX=2 where it is not installed, and zlib-ng where it was built; as `make run` and the CPU
+image do), so the bare engine here has them too.
 
 Sections (`--only`):
 - seq: s/page, function vs bare, at OCR_CONCURRENCY=1, on a 1-page PNG and a multi-page PDF; also
@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -50,7 +51,7 @@ import requests
 
 from bench.perf import report
 from bench.perf.bare import Host, Processes, Spec, Throughput, drain
-from bench.perf.server import ROOT, SERVER_ENV, RssSampler, Server, post
+from bench.perf.server import ROOT, SERVER_ENV, RssSampler, Server, allocator_name, post
 from bench.perf.workloads import Workload, image_doc, light_pdf, pdf_doc
 from function.engines.layout import cpu_threads
 
@@ -145,7 +146,8 @@ class Bench:
             "cpus": cpu_threads(),
             "dpi": plan.dpi,
             "quick": plan.quick,
-            "allocator": SERVER_ENV.get("LD_PRELOAD", "glibc malloc, MALLOC_ARENA_MAX=2"),
+            "allocator": allocator_name(SERVER_ENV),
+            "zlib": zlib.ZLIB_RUNTIME_VERSION,  # this process runs with SERVER_ENV's preload too
         }
         self.env = {"OCR_ENGINE": plan.engine, "OCR_PDF_DPI": str(plan.dpi), **plan.env}
         self.servers: list[Server] = []

@@ -23,11 +23,10 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# tcmalloc preloaded, as `make run` and the CPU image run the function (Makefile, Dockerfile.cpu).
-TCMALLOC_ENV = {
-    "LD_PRELOAD": "libtcmalloc_minimal.so.4",
-    "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40),
-}
+TCMALLOC = "libtcmalloc_minimal.so.4"
+# zlib-ng as libz.so.1, where `make` built it (scripts/zlib-ng.sh): under the venv's lib/, as the CPU
+# image has it under /usr/local/lib/.
+ZLIB_NG = Path(sys.prefix) / "lib" / "zlib-ng" / "libz.so.1"
 
 
 def tcmalloc_installed() -> bool:
@@ -36,13 +35,22 @@ def tcmalloc_installed() -> bool:
     return ctypes.util.find_library("tcmalloc_minimal") is not None
 
 
+def preload_env(tcmalloc: bool) -> dict[str, str]:
+    """LD_PRELOAD and its settings as `make run` and the CPU image start the function (Makefile,
+    Dockerfile.cpu): tcmalloc, or else glibc's malloc with the 2 arenas the GPU image keeps, and zlib-ng
+    where it was built. Always set, so that a preload this process was started with does not leak in."""
+    libs = [TCMALLOC] if tcmalloc else []
+    libs += [str(ZLIB_NG)] if ZLIB_NG.exists() else []
+    malloc = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)} if tcmalloc else {"MALLOC_ARENA_MAX": "2"}
+    return {"LD_PRELOAD": " ".join(libs), **malloc}
+
+
+def allocator_name(env: dict[str, str]) -> str:
+    return TCMALLOC if TCMALLOC in env.get("LD_PRELOAD", "").split() else "glibc malloc, MALLOC_ARENA_MAX=2"
+
+
 # How `make run` and the images start the function (Makefile, Dockerfile.cpu).
-# Where tcmalloc is not installed, glibc's malloc with the 2 arenas the GPU image keeps.
-SERVER_ENV = {
-    "WORKERS": "1",
-    "THREADS": "4",
-    **(TCMALLOC_ENV if tcmalloc_installed() else {"MALLOC_ARENA_MAX": "2"}),
-}
+SERVER_ENV = {"WORKERS": "1", "THREADS": "4", **preload_env(tcmalloc_installed())}
 
 
 def _free_port() -> int:
