@@ -69,3 +69,13 @@ def test_allocator_benchmark_runs_and_the_preload_takes_effect() -> None:
     assert set(by_name) == set(allocator.ALLOCATORS)
     assert all(row["main"] > 0 and row["pool"] > 0 for row in rows)
     assert by_name["tcmalloc"]["faults"] < by_name["glibc, MALLOC_ARENA_MAX=2"]["faults"] / 2
+
+
+def test_decode_benchmark_runs_under_both_zlibs() -> None:
+    """bench/perf/decode.py: the system's zlib, then zlib-ng (a preload that did not take effect would
+    report the system's version twice); no timing is asserted."""
+    from bench.perf import decode
+
+    rows = decode.main()
+    assert not rows[0]["zlib"].endswith("zlib-ng") and rows[1]["zlib"].endswith("zlib-ng")
+    assert all(row["inflate_ms"] > 0 and row["pillow_decode_ms"] > 0 for row in rows)
