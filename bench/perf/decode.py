@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-from bench.perf.server import ROOT, TCMALLOC, ZLIB_NG, tcmalloc_installed
+from bench.perf.server import ROOT, preload_env, tcmalloc_installed
 
 READS = 21
 
@@ -62,13 +62,12 @@ def _child() -> dict[str, object]:
 
 
 def main() -> list[dict[str, object]]:
-    allocator = [TCMALLOC] if tcmalloc_installed() else []
     rows = []
-    for libs in (allocator, [*allocator, str(ZLIB_NG)]):
+    for zlib_ng in (False, True):
         out = subprocess.run(
             [sys.executable, "-m", "bench.perf.decode", "--child"],
             cwd=ROOT,
-            env={**os.environ, "LD_PRELOAD": " ".join(libs)},
+            env={**os.environ, **preload_env(tcmalloc_installed(), zlib_ng)},
             capture_output=True,
             text=True,
             check=True,

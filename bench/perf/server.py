@@ -35,12 +35,13 @@ def tcmalloc_installed() -> bool:
     return ctypes.util.find_library("tcmalloc_minimal") is not None
 
 
-def preload_env(tcmalloc: bool) -> dict[str, str]:
+def preload_env(tcmalloc: bool, zlib_ng: bool = True) -> dict[str, str]:
     """LD_PRELOAD and its settings as `make run` and the CPU image start the function (Makefile,
     Dockerfile.cpu): tcmalloc, or else glibc's malloc with the 2 arenas the GPU image keeps, and zlib-ng
-    where it was built. Always set, so that a preload this process was started with does not leak in."""
+    where it was built (or the system's zlib, with `zlib_ng=False`). Always set, so that a preload this
+    process was started with does not leak in."""
     libs = [TCMALLOC] if tcmalloc else []
-    libs += [str(ZLIB_NG)] if ZLIB_NG.exists() else []
+    libs += [str(ZLIB_NG)] if zlib_ng and ZLIB_NG.exists() else []
     malloc = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2**40)} if tcmalloc else {"MALLOC_ARENA_MAX": "2"}
     return {"LD_PRELOAD": " ".join(libs), **malloc}
 
