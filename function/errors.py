@@ -66,3 +66,9 @@ class DeadlineExceeded(OCRError):
 
 class ConfigError(Exception):
     """Invalid configuration, raised at start-up; the message names the variable."""
+
+
+def check_size(size: int, max_bytes: int) -> None:
+    """413 for a document over OCR_MAX_BYTES (wherever its bytes come from)."""
+    if size > max_bytes:
+        raise TooLarge(f"the document is {size} bytes, the limit is {max_bytes} (OCR_MAX_BYTES)")

@@ -23,8 +23,9 @@ from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, To
 from function.lifecycle import Recycler
 from function.options import Options
 from function.runtime import Runtime
+from function.s3 import parse_uri
 from function.sources import Source, fetch_url, from_base64, from_bytes, from_s3
-from function.store import LocalStore, content_type, parse_s3_uri
+from function.store import LocalStore, content_type
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +225,12 @@ class HttpApp:
         bucket = obj.bucket or getattr(store, "bucket", "")
         limit = self.runtime.settings.max_bytes
         try:
-            return from_s3(store, bucket, obj.key, obj.filename, "cloudevent", limit)
+            return from_s3(store.s3, bucket, obj.key, obj.filename, "cloudevent", limit)
         except NotFound:
             # Senders that do not URL-encode keys (Ceph does not document it): try the key as sent.
             if not obj.raw_key or obj.raw_key == obj.key:
                 raise
-            return from_s3(store, bucket, obj.raw_key, obj.raw_key.rsplit("/", 1)[-1], "cloudevent", limit)
+            return from_s3(store.s3, bucket, obj.raw_key, obj.raw_key.rsplit("/", 1)[-1], "cloudevent", limit)
 
     def _read_document(self, request: flask.Request) -> tuple[Source, dict[str, Any]]:
         """The one document of the request and its other fields, by content type."""
@@ -283,8 +284,8 @@ class HttpApp:
             return from_base64(value, filename, "base64", settings.max_bytes)
         if name == "image_url":
             return fetch_url(value, filename, settings)
-        bucket, key = parse_s3_uri(value)
-        return from_s3(self.runtime.store, bucket, key, filename, "s3", settings.max_bytes)
+        bucket, key = parse_uri(value)
+        return from_s3(self.runtime.store.s3, bucket, key, filename, "s3", settings.max_bytes)
 
     def _too_large_message(self) -> str:
         limit = self.runtime.settings.max_bytes

@@ -19,8 +19,8 @@ from typing import TypeVar
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps
 
-from function.engines.base import PageImage
 from function.errors import BadRequest, TooLarge, Undecodable, UnsupportedType
+from function.model import PageImage
 from function.options import PageSelection
 
 log = logging.getLogger(__name__)

@@ -7,15 +7,12 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from function.config import Settings
-from function.errors import BadRequest, TooLarge
+from function.errors import BadRequest, check_size
 from function.fetch import fetch
-
-if TYPE_CHECKING:
-    from function.store import ResultStore
+from function.s3 import S3
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[^\w.+-]+")
@@ -33,11 +30,6 @@ def safe_filename(name: str | None, default: str = "document") -> str:
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = _UNSAFE_NAME.sub("_", base).strip("._")[:120]
     return cleaned or default
-
-
-def check_size(size: int, max_bytes: int) -> None:
-    if size > max_bytes:
-        raise TooLarge(f"the document is {size} bytes, the limit is {max_bytes} (OCR_MAX_BYTES)")
 
 
 def from_bytes(data: bytes, filename: str | None, input_type: str, max_bytes: int) -> Source:
@@ -73,14 +65,14 @@ def fetch_url(url: str, filename: str | None, settings: Settings) -> Source:
 
 
 def from_s3(
-    store: ResultStore, bucket: str, key: str, filename: str | None, input_type: str, max_bytes: int
+    s3: S3 | None, bucket: str, key: str, filename: str | None, input_type: str, max_bytes: int
 ) -> Source:
-    """An object at the S3 store's endpoint (any bucket its credentials can read)."""
-    read_object = getattr(store, "read_object", None)
-    if read_object is None:
+    """An object at the S3 result store's endpoint (any bucket its credentials can read); `s3` is
+    None when the result store is not in S3."""
+    if s3 is None:
         raise BadRequest(
             f"reading s3://{bucket}/{key} needs an S3 result store (OCR_STORE=s3://bucket/prefix); "
-            f"this function uses {store.kind!r}"
+            "this function uses 'local'"
         )
-    data = read_object(bucket, key, max_bytes)
+    data = s3.read(bucket, key, max_bytes)
     return from_bytes(data, filename or key.rsplit("/", 1)[-1], input_type, max_bytes)

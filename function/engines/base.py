@@ -11,22 +11,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
-
-from PIL import Image
 
 from function.config import Settings
 from function.document import Document
+from function.model import PageImage
 from function.options import Options
 
 T = TypeVar("T")
-
-
-@dataclass
-class PageImage:
-    index: int  # 0-based page of the source document
-    image: Image.Image  # RGB
 
 
 class Engine(ABC):
@@ -133,6 +125,10 @@ class Slots(Generic[T]):
             yield item
         finally:
             self._idle.put(item)
+
+
+# PageImage is a model type (function/model.py); the engines import it from here.
+__all__ = ["Engine", "EngineLoadError", "PageImage", "Slots", "package_version", "slot_threads"]
 
 
 class EngineLoadError(RuntimeError):
