@@ -176,28 +176,26 @@ def ocr(args: argparse.Namespace) -> int:
 
 
 def _ocr_file(path: Path, out: Path, engine: Any, settings: Any, options: Any) -> None:
-    import hashlib
-
+    """The service's steps without a result store: the files land in `out` under the file's stem."""
     from tqdm import tqdm
 
-    from function.document import SourceInfo
-    from function.render import render_json, render_markdown
-    from function.service import Timings, open_document, recognise
+    from function.service import Timings, describe, open_pages, recognise
+    from function.sources import Source
 
-    data = path.read_bytes()
-    media_type, pages = open_document(data, options, settings)
+    source = Source(path.read_bytes(), path.name, "cli")
+    pages = open_pages(source.data, options, settings)
+    info = describe(source, pages, engine, options)
     bar = tqdm(pages, total=len(pages.selected), desc=path.name, unit="page", file=sys.stderr, leave=False)
-    source = SourceInfo(path.name, media_type, hashlib.sha256(data).hexdigest(), pages.page_count)
-    document, layout = recognise(engine, bar, options, source, Timings())
+    done = recognise(engine, bar, options, info, Timings())
     stem = path.stem
-    (out / f"{stem}.md").write_text(render_markdown(document), encoding="utf-8")
-    as_json = json.dumps(render_json(document), ensure_ascii=False, indent=2)
+    (out / f"{stem}.md").write_text(done.markdown, encoding="utf-8")
+    as_json = json.dumps(done.as_json, ensure_ascii=False, indent=2)
     (out / f"{stem}.json").write_text(as_json + "\n", encoding="utf-8")
-    for rel, image in document.images.items():  # crops the Markdown links to, relative to it
+    for rel, image in done.document.images.items():  # crops the Markdown links to, relative to it
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target)
-    for n, png in layout.items():
+    for n, png in done.layout.items():
         (out / f"{stem}.page-{n}.png").write_bytes(png)
 
 

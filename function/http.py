@@ -22,6 +22,7 @@ from function.admission import Admission
 from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge, UpstreamFailed
 from function.lifecycle import Recycler
 from function.options import Options
+from function.responses import error_body, success_body
 from function.runtime import Runtime
 from function.s3 import parse_uri
 from function.sources import Source, fetch_url, from_base64, from_bytes, from_s3
@@ -42,6 +43,7 @@ class HttpApp:
         settings = runtime.settings
         self.admission = Admission(settings.concurrency, settings.queue_size, settings.queue_wait_sec)
         self.recycler = Recycler(settings)
+        self.service = service.Service(settings, runtime.wait_engine, runtime.store, self.admission.slot)
         metrics.ENGINE_LOAD_SECONDS.set_function(lambda: runtime.load_seconds or 0.0)
         metrics.ENGINE_READY.set_function(lambda: 1.0 if runtime.ready else 0.0)
 
@@ -164,15 +166,12 @@ class HttpApp:
         job = service.Job(source=source, options=options, request_id=request_id, deadline=deadline)
         flask.g.setdefault("ocr_log", {})["input_type"] = source.input_type
         base_url = settings.public_base_url or request.host_url
-        result = service.run(job, self.runtime, base_url, self.admission.slot)
-        flask.g.ocr_outcome = "cached" if result["cached"] else "success"
+        result = self.service.run(job)
+        flask.g.ocr_outcome = "cached" if result.cached else "success"
         flask.g.ocr_log.update(
-            pages=result["document"].get("pages_processed", result["document"].get("pages")),
-            engine=result["engine"]["name"],
-            cached=result["cached"],
-            stages=result["timings"],
+            pages=result.pages, engine=result.engine["name"], cached=result.cached, stages=result.timings
         )
-        return result
+        return success_body(result, request_id, source.input_type, self.runtime.store, base_url)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -397,10 +396,6 @@ def _disposition_filename(request: flask.Request) -> str | None:
 def _expect(got: bytes, want: bytes) -> None:
     if got != want:
         raise UpstreamFailed(f"read back {len(got)} bytes that differ from the {len(want)} written")
-
-
-def error_body(exc: OCRError, request_id: str) -> dict[str, Any]:
-    return {"status": "error", "request_id": request_id, "error": {"code": exc.code, "message": exc.message}}
 
 
 def error_response(exc: OCRError, request_id: str) -> flask.Response:

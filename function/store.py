@@ -2,13 +2,11 @@
 
 `LocalStore` (a directory, the embedded default) is served by this function's `GET /files/...`;
 `S3Store` writes to any S3-compatible endpoint and hands out presigned (or public) URLs.
-Keys are deterministic per (content hash, engine fingerprint, output-changing options).
+Keys are chosen by function/results.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import mimetypes
 import os
@@ -26,16 +24,6 @@ from function.s3 import S3, s3_errors
 log = logging.getLogger(__name__)
 # User metadata on every object we write, so storage events for our own results can be recognised.
 OUTPUT_MARKER = ("ocr-output", "1")
-
-
-def result_prefix(filename: str, sha256: str, fingerprint: str, options: dict[str, str]) -> str:
-    """`<name>-<sha12>/<engine fingerprint>[-<options hash>]`: readable, and unique per output."""
-    stem = filename.rsplit(".", 1)[0] or "document"
-    prefix = f"{stem}-{sha256[:12]}/{fingerprint}"
-    if options:
-        blob = json.dumps(options, sort_keys=True).encode()
-        prefix += "-" + hashlib.sha256(blob).hexdigest()[:8]
-    return prefix
 
 
 def content_type(key: str) -> str:

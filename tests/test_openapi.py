@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.definitions import OPENAPI_30
 
 from function import errors, openapi
-from function.http import error_body
+from function.responses import error_body
 from tests.server import FunctionServer
 from tests.test_http_inputs import text_image
 

@@ -156,6 +156,6 @@ def test_the_service_renders_ahead_as_the_engine_says(
     runtime.wait_engine(timeout=120)
     threads = rendering_threads(monkeypatch)
     job = service.Job(Source(numbered_pdf(3), "three.pdf", "raw"), Options(), request_id="t", deadline=None)
-    answer = service.run(job, runtime, "http://localhost")
-    assert answer["document"]["pages"] == 3 and len(threads) == 3
+    result = service.Service(runtime.settings, runtime.wait_engine, runtime.store).run(job)
+    assert result.document["pages"] == 3 and len(threads) == 3
     assert all(name.startswith("page-prefetch") == ahead for name in threads), threads

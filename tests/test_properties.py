@@ -24,7 +24,8 @@ from function import events
 from function.config import Settings
 from function.errors import BadRequest, OCRError
 from function.options import Options, PageSelection, parse_pages
-from function.store import S3Store, result_prefix
+from function.results import result_prefix
+from function.store import S3Store
 
 # A hundred examples each keep the file at a few seconds; OCR_PROPERTY_EXAMPLES=5000 digs deeper.
 EXAMPLES = int(os.environ.get("OCR_PROPERTY_EXAMPLES", "100"))
