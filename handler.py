@@ -1,7 +1,5 @@
 """The function's single entrypoint: `functions-framework --source handler.py --target handle`."""
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -10,19 +8,16 @@ import functions_framework
 from werkzeug.exceptions import NotFound as RoutingNotFound
 
 from function import logs
+from function.app import create_app
 from function.config import load_settings
 from function.errors import ConfigError
-from function.http import HttpApp
-from function.runtime import Runtime
 
 try:
-    _settings = load_settings()
-    logs.configure(_settings.log_level, _settings.log_format)
-    app = HttpApp(Runtime(_settings))
+    app = create_app(settings := load_settings())
+    logs.configure(settings.log_level, settings.log_format)
 except ConfigError as exc:  # fail the start with the variable named, not a traceback
     sys.exit(f"configuration error: {exc}")
-# Load the engine in each forked worker as soon as it exists (see function/runtime.py).
-os.register_at_fork(after_in_child=app.runtime.start)
+os.register_at_fork(after_in_child=app.start)  # load the engine in each forked worker (runtime.py)
 
 
 @functions_framework.http
@@ -30,8 +25,6 @@ def handle(request: flask.Request) -> flask.Response:
     return app.dispatch(request)
 
 
-# functions-framework routes a few paths (/robots.txt, /favicon.ico, paths with CR/LF) to its own HTML
-# 404; send them through the app too, so every answer is our JSON with a request id.
-@functions_framework.errorhandler(RoutingNotFound)
+@functions_framework.errorhandler(RoutingNotFound)  # its own HTML 404s (/robots.txt, CR/LF): ours too
 def _unrouted(exc: RoutingNotFound) -> flask.Response:
     return app.dispatch(flask.request)

@@ -2,8 +2,8 @@
 
 An incoming event becomes either `Skip` (acknowledged, nothing to do: a delete, our own output, an
 unknown type) or `Work`: the documents it names — an object to read from S3, bytes it carries, or
-the JSON request body of our own request type. No OCR here; the transport runs the work through the
-service and asks this module for the reply.
+the JSON request body of our own request type. `respond` runs the work, one record after another,
+through the one parser (function/intake.py) and the service, and builds the reply event.
 
 Storage notifications handled (see docs/events.md):
 - `Records[].s3` (AWS S3, MinIO, Ceph RGW, Cloud.ru), as CloudEvent data or MinIO's webhook body;
@@ -17,17 +17,24 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 from urllib.parse import quote, unquote_plus
 
 from cloudevents.conversion import to_binary
 from cloudevents.exceptions import GenericException as CloudEventError
 from cloudevents.http import CloudEvent, from_http
 
+from function import tracing
 from function.config import Settings
-from function.errors import BadRequest
+from function.context import RequestContext
+from function.errors import BadRequest, NotFound, OCRError
+from function.intake import Intake
+from function.options import Options
+from function.responses import answer, error_body
+from function.service import Service
+from function.sources import Source
 from function.store import OUTPUT_MARKER, ResultStore
 
 log = logging.getLogger(__name__)
@@ -88,25 +95,98 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What the transport sends back for an event."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+# --- answering -------------------------------------------------------------------------------------
+
+
+def respond(
+    incoming: Incoming, ctx: RequestContext, intake: Intake, service: Service, base_url: str
+) -> Reply:
+    """Skip (202, no reply event), or process each document and reply with a CloudEvent. Transient
+    errors propagate (5xx/429, so the broker retries); permanent ones become an `ocr.document.failed`
+    reply."""
+    # The event's own trace (CloudEvents distributed-tracing extension) wins over the HTTP hop's.
+    if incoming.extension("traceparent"):
+        ctx.trace = tracing.from_header(incoming.extension("traceparent"))
+    ctx.log.update(
+        ce_id=incoming.id, ce_type=incoming.type, ce_source=incoming.source, trace_id=ctx.trace.trace_id
+    )
+    decision = plan(incoming, service.settings, service.store)
+    if isinstance(decision, Skip):
+        log.info("event %s (%s) skipped: %s", incoming.id, incoming.type, decision.reason)
+        ctx.outcome = "skipped"
+        skipped = {"status": "skipped", "request_id": ctx.request_id, "reason": decision.reason}
+        return Reply(202, {"Content-Type": "application/json"}, json.dumps(skipped).encode())
+    outcomes = []
+    for item in decision.items:
+        try:
+            source, options = _document(item, intake, getattr(service.store, "bucket", ""))
+            outcomes.append(answer(service, ctx, source, options, base_url))
+        except OCRError as exc:
+            if exc.retryable:
+                raise
+            log.info("event %s: %s failed permanently: %s", incoming.id, item.subject, exc.message)
+            outcomes.append(error_body(exc, ctx.request_id) | {"subject": item.subject})
+    if any(o["status"] != "success" for o in outcomes):
+        ctx.outcome = "failed"
+    headers, body = reply(incoming, decision.items, outcomes, service.settings)
+    headers["ce-traceparent"] = ctx.trace.traceparent
+    return Reply(200, headers, body)
+
+
+def _document(item: Item, intake: Intake, store_bucket: str) -> tuple[Source, Options]:
+    """The document an item names, read by the one parser; an object without a bucket is in the
+    result store's."""
+    if item.fields:
+        return intake.fields(item.fields, input_type="cloudevent")
+    if item.data is not None:
+        return intake.raw(item.data, item.filename, "cloudevent")
+    assert item.obj is not None
+    obj = item.obj
+    bucket = obj.bucket or store_bucket
+    try:
+        return intake.s3_object(bucket, obj.key, obj.filename, "cloudevent"), Options()
+    except NotFound:
+        # Senders that do not URL-encode keys (Ceph does not document it): try the key as sent.
+        if not obj.raw_key or obj.raw_key == obj.key:
+            raise
+        filename = obj.raw_key.rsplit("/", 1)[-1]
+        return intake.s3_object(bucket, obj.raw_key, filename, "cloudevent"), Options()
+
+
 # --- reading ---------------------------------------------------------------------------------------
 
 
-def is_cloudevent(headers: Mapping[str, str], mimetype: str) -> bool:
+class Headers(Protocol):
+    """HTTP headers as Flask (werkzeug) or a dict holds them."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def is_cloudevent(headers: Headers, mimetype: str) -> bool:
     """Binary mode (`ce-*` headers) or structured mode; a plain JSON body is never taken for one."""
     binary = any(name.lower() == "ce-specversion" for name, _ in headers.items())
     return binary or mimetype.startswith("application/cloudevents")
 
 
-def is_storage_webhook(body: Any) -> bool:
+def is_storage_webhook(body: Any) -> TypeGuard[dict[str, Any]]:
     """MinIO's webhook (`EventName`, `Key`, `Records`) or a bare S3 notification POSTed as JSON."""
     return isinstance(body, dict) and isinstance(body.get("Records"), list)
 
 
-def read_cloudevent(headers: Mapping[str, str], body: bytes, mimetype: str) -> Incoming:
+def read_cloudevent(headers: Headers, body: bytes, mimetype: str) -> Incoming:
     if mimetype.startswith("application/cloudevents-batch"):
         raise BadRequest("batched CloudEvents are not supported; send one event per request")
     try:
-        event = from_http(dict(headers), body)
+        event = from_http(dict(headers.items()), body)
     # The SDK lets a body that is not UTF-8 JSON, one nested too deeply, or a null attribute through.
     except (CloudEventError, ValueError, RecursionError) as exc:
         raise BadRequest(f"not a valid CloudEvent: {exc}") from None
@@ -282,7 +362,9 @@ def _raw_bytes(data: Any) -> bytes:
 # --- replying --------------------------------------------------------------------------------------
 
 
-def reply(incoming: Incoming, items: list[Item], outcomes: list[dict[str, Any]], settings: Settings):  # type: ignore[no-untyped-def]
+def reply(
+    incoming: Incoming, items: list[Item], outcomes: list[dict[str, Any]], settings: Settings
+) -> tuple[dict[str, str], bytes]:
     """The reply CloudEvent in binary mode: (headers, body). One document: its response or error;
     several (a notification with several records): all of them under `documents`."""
     failed = any(o.get("status") != "success" for o in outcomes)

@@ -7,10 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from function.context import RequestContext
 from function.errors import OCRError
+from function.options import Options
 from function.results import now
-from function.service import Result
+from function.service import Job, Result, Service
+from function.sources import Source
 from function.store import ResultStore
+
+
+def answer(
+    service: Service, ctx: RequestContext, source: Source, options: Options, base_url: str
+) -> dict[str, Any]:
+    """Run one document through the service and render its answer; the request's log notes it."""
+    ctx.log["input_type"] = source.input_type
+    result = service.run(Job.start(source, options, ctx.request_id, service.settings.deadline_sec))
+    ctx.record(result, source.input_type)
+    return success_body(result, ctx.request_id, source.input_type, service.store, base_url)
 
 
 def success_body(

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from function import metrics
 from function.config import Settings
 from function.engines import ENGINES, Engine, create_engine
 from function.errors import ConfigError, NotReady
@@ -27,13 +28,18 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
-        if settings.engine not in ENGINES:
+    """`engine` and `store` replace the ones the settings name (tests: a fake engine, a given store)."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, store: ResultStore | None = None
+    ) -> None:
+        if engine is None and settings.engine not in ENGINES:
             raise ConfigError(
                 f"OCR_ENGINE={settings.engine!r} is not an engine; known: {', '.join(sorted(ENGINES))}"
             )
         self.settings = settings
-        self.store: ResultStore = create_store(settings.store, settings)
+        self.store: ResultStore = store or create_store(settings.store, settings)
+        self._given = engine
         self.started_at = time.time()  # the handler is imported (this object is built at its import)
         self._created_in = os.getpid()
         self._pid: int | None = None
@@ -46,6 +52,8 @@ class Runtime:
         self.startup: dict[str, float] = {}
         self._ready = threading.Event()
         self._start_lock = threading.Lock()
+        metrics.ENGINE_READY.set(0)
+        metrics.ENGINE_LOAD_SECONDS.set(0)
 
     def start(self) -> None:
         """Begin loading the engine in this process, once (idempotent, cheap to call per request)."""
@@ -64,9 +72,10 @@ class Runtime:
         load_began = time.time()
         log.info("loading engine %s in pid %s", self.settings.engine, os.getpid())
         try:
-            engine = create_engine(self.settings.engine, self.settings)
+            engine = self._given or create_engine(self.settings.engine, self.settings)
             imported = time.monotonic() - began
-            engine.load()
+            if not engine.ready:
+                engine.load()
         except Exception as exc:  # the reason is served by readiness; never fall back silently
             self.error = f"engine {self.settings.engine!r} failed to load: {exc}"
             log.error("%s", self.error, exc_info=not isinstance(exc, (ImportError, RuntimeError)))
@@ -74,6 +83,8 @@ class Runtime:
         self.engine = engine
         self.load_seconds = round(time.monotonic() - began, 3)
         self._ready.set()
+        metrics.ENGINE_READY.set(1)
+        metrics.ENGINE_LOAD_SECONDS.set(self.load_seconds)
         log.info("engine %s ready in %.2fs (%s)", engine.name, self.load_seconds, engine.fingerprint)
         self._log_startup(load_began, imported, engine)
 

@@ -35,6 +35,12 @@ class Job:
     request_id: str
     deadline: float | None = None  # time.monotonic() by which the OCR must be done (OCR_DEADLINE_SEC)
 
+    @classmethod
+    def start(cls, source: Source, options: Options, request_id: str, budget_sec: float) -> Job:
+        """A job that starts now, with `budget_sec` seconds to finish (0: no deadline)."""
+        deadline = time.monotonic() + budget_sec if budget_sec else None
+        return cls(source=source, options=options, request_id=request_id, deadline=deadline)
+
 
 @dataclass
 class Timings:
