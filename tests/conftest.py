@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import AppServer, app_server
 from tests.server import FunctionServer
 
 
@@ -15,6 +16,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]
     tmp = tmp_path_factory.mktemp("function")
     env = {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp}/output"}
     with FunctionServer(env, tmp / "server.log") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The function built by `create_app` in this process with a FAKE engine (tests/fakes.py) and
+    a local store: for bad input, the contract and routing, where recognition is not under test."""
+    with app_server({}, tmp_path_factory.mktemp("app") / "output") as srv:
         yield srv
 
 
@@ -72,7 +81,18 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) 
         yield srv
 
 
-def engine_calls(server: FunctionServer) -> float:
+@pytest.fixture(scope="session")
+def s3_app(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) -> Iterator[AppServer]:  # type: ignore[no-untyped-def]
+    """The function built in process with a FAKE engine (tests/fakes.py), storing its results in the
+    moto bucket: events and S3 routing, where recognition is not under test."""
+    tmp = tmp_path_factory.mktemp("app-s3")
+    secret = tmp / "aws-secret"
+    secret.write_text(S3_KEYS["aws_secret_access_key"] + "\n")
+    with app_server(s3_env(moto_endpoint, secret), tmp) as srv:
+        yield srv
+
+
+def engine_calls(server: FunctionServer | AppServer) -> float:
     """How many times the server's engine ran OCR (the `ocr_engine_calls_total` counter)."""
     import requests
 

@@ -25,6 +25,8 @@ from function.config import load_settings
 from function.document import Document
 from function.engines import ENGINES, create_engine
 from function.engines import paddleocr_vl as vl_mod
+from function.engines import paddleocr_vl_models as vl_models
+from function.engines import paddleocr_vl_settings as vl_settings
 from function.engines.base import EngineLoadError, PageImage
 from function.engines.paddleocr_vl import (
     CONSTRUCTOR_ARGS,
@@ -128,7 +130,7 @@ def test_docs_list_every_variable() -> None:
 
 
 def test_server_settings_and_concurrency() -> None:
-    assert load_vl_settings(SERVER_ENV).pipelines == vl_mod.DEFAULT_SERVER_CONCURRENCY
+    assert load_vl_settings(SERVER_ENV).pipelines == vl_settings.DEFAULT_SERVER_CONCURRENCY
     assert load_vl_settings({"PADDLEOCR_VL_CONCURRENCY": "1"}).pipelines == 1
     assert load_vl_settings({"PADDLEOCR_VL_MARKDOWN_IGNORE_LABELS": "none"}).markdown_ignore_labels == ()
 
@@ -437,7 +439,7 @@ def test_an_argument_the_package_does_not_know_fails(
 ) -> None:
     # Past our own check (as if it were one of paddleocr's common arguments): the package refuses it.
     monkeypatch.setitem(CONSTRUCTOR_ARGS, "device", "gpu_device")
-    monkeypatch.setattr(vl_mod, "_COMMON_ARGS", frozenset({"gpu_device"}))
+    monkeypatch.setattr(vl_models, "COMMON_ARGS", frozenset({"gpu_device"}))
     with pytest.raises(EngineLoadError, match="Unknown argument: gpu_device"):
         loaded({"PADDLEOCR_VL_DEVICE": "gpu:0"}, v16_models)
 

@@ -1,6 +1,8 @@
 """Storage events and our own request events, built with the cloudevents SDK in binary and structured
-mode, POSTed to a real function process that stores results in S3 (moto); plus MinIO's plain-JSON
-webhook and its HEAD probe. Each asserts the result in the bucket and the reply CloudEvent."""
+mode, POSTed to the function built by `create_app` in process with a fake engine, storing results in
+S3 (moto over HTTP); plus MinIO's plain-JSON webhook and its HEAD probe. Each asserts the result in
+the bucket and the reply CloudEvent; the fake engine's text names the pixels it was given, so each
+test sees that its own object was read. Real OCR of an event runs in tests/test_ocr_e2e.py."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from function import events
 from function.config import load_settings
 from function.store import S3Store
 from tests.conftest import BUCKET, RESULT_PREFIX, engine_calls
+from tests.fakes import AppServer, fake_markdown_of
 from tests.server import FunctionServer
 from tests.test_http_inputs import text_image
 
@@ -25,7 +28,7 @@ MODES = [pytest.param(to_binary, id="binary"), pytest.param(to_structured, id="s
 TRICKY_KEY = "inbox/Скан 100% + отчёт.png"  # space, '%', '+', Cyrillic
 
 
-def post(server: FunctionServer, event: CloudEvent, mode: Any) -> requests.Response:
+def post(server: AppServer, event: CloudEvent, mode: Any) -> requests.Response:
     headers, body = mode(event)
     return requests.post(server.url + "/", headers=headers, data=body, timeout=180)
 
@@ -43,7 +46,9 @@ def reply_of(resp: requests.Response, kind: str = "completed") -> CloudEvent:
 
 
 def assert_result(reply: CloudEvent, event_id: str, subject: str, text: str) -> dict[str, Any]:
-    """Correlated to the event, results in the bucket under the output prefix, with the text."""
+    """Correlated to the event, results in the bucket under the output prefix, read from the image
+    of `text`."""
+    text = fake_markdown_of(text_image(text))
     assert reply["subject"] == subject and reply["correlationid"] == event_id
     data = reply.data
     assert data["status"] == "success" and data["input_type"] == "cloudevent"
@@ -80,17 +85,17 @@ def aws_event(key: str, event_name: str = "ObjectCreated:Put") -> CloudEvent:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_aws_s3_notification(s3_server: FunctionServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
+def test_aws_s3_notification(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/aws-{mode.__name__}.png"
     upload(s3, key, f"Aws {len(mode.__name__)}81 note")
     event = aws_event(key)
-    reply = reply_of(post(s3_server, event, mode))
-    assert_result(reply, event["id"], key, f"{len(mode.__name__)}81")
+    reply = reply_of(post(s3_app, event, mode))
+    assert_result(reply, event["id"], key, f"Aws {len(mode.__name__)}81 note")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_ceph_rgw_cloudevent(s3_server: FunctionServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
+def test_ceph_rgw_cloudevent(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/ceph {mode.__name__}.png"
     upload(s3, key, f"Ceph {len(mode.__name__)}92 note")
     record = s3_record(quote_plus(key, safe="/"), source="ceph:s3", metadata=[], tags=[])
@@ -101,13 +106,13 @@ def test_ceph_rgw_cloudevent(s3_server: FunctionServer, s3, mode) -> None:  # ty
         "subject": key,
         "id": "tx000.zone-1",
     }
-    reply = reply_of(post(s3_server, CloudEvent(attrs, {"Records": [record]}), mode))
-    assert_result(reply, "tx000.zone-1", key, f"{len(mode.__name__)}92")
+    reply = reply_of(post(s3_app, CloudEvent(attrs, {"Records": [record]}), mode))
+    assert_result(reply, "tx000.zone-1", key, f"Ceph {len(mode.__name__)}92 note")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_gcs_object_finalized(s3_server: FunctionServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
+def test_gcs_object_finalized(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/gcs+{mode.__name__}.png"  # GCS names are not encoded: '+' stays '+'
     upload(s3, key, f"Gcs {len(mode.__name__)}37 note")
     attrs = {
@@ -117,12 +122,12 @@ def test_gcs_object_finalized(s3_server: FunctionServer, s3, mode) -> None:  # t
     }
     data = {"bucket": BUCKET, "name": key, "contentType": "image/png", "size": "1024", "generation": "1"}
     event = CloudEvent(attrs, data)
-    assert_result(reply_of(post(s3_server, event, mode)), event["id"], key, f"{len(mode.__name__)}37")
+    assert_result(reply_of(post(s3_app, event, mode)), event["id"], key, f"Gcs {len(mode.__name__)}37 note")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_knative_aws_s3_integration_source_carries_the_bytes(s3_server: FunctionServer, mode) -> None:  # type: ignore[no-untyped-def]
+def test_knative_aws_s3_integration_source_carries_the_bytes(s3_app: AppServer, mode) -> None:  # type: ignore[no-untyped-def]
     attrs = {
         "type": "dev.knative.eventing.aws-s3",
         "source": "dev.knative.eventing.aws-s3-source",
@@ -130,52 +135,72 @@ def test_knative_aws_s3_integration_source_carries_the_bytes(s3_server: Function
         "datacontenttype": "application/octet-stream",
     }
     event = CloudEvent(attrs, text_image(f"Knative {len(mode.__name__)}46 body"))
-    reply = reply_of(post(s3_server, event, mode))
-    data = assert_result(reply, event["id"], event["id"], f"{len(mode.__name__)}46")
+    reply = reply_of(post(s3_app, event, mode))
+    data = assert_result(reply, event["id"], event["id"], f"Knative {len(mode.__name__)}46 body")
     assert data["document"]["filename"] == event["id"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_own_request_type_carries_the_json_body(s3_server: FunctionServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
+def test_own_request_type_carries_the_json_body(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/request-{mode.__name__}.png"
     upload(s3, key, f"Request {len(mode.__name__)}55 body")
     attrs = {"type": "ocr.document.requested", "source": "/tests", "subject": key}
     body = {"s3_uri": f"s3://{BUCKET}/{key}", "return_content": True}
     event = CloudEvent(attrs, body)
-    data = assert_result(reply_of(post(s3_server, event, mode)), event["id"], key, f"{len(mode.__name__)}55")
-    assert f"{len(mode.__name__)}55" in data["content"]["markdown"]
+    data = assert_result(
+        reply_of(post(s3_app, event, mode)), event["id"], key, f"Request {len(mode.__name__)}55 body"
+    )
+    assert fake_markdown_of(text_image(f"Request {len(mode.__name__)}55 body")) in data["content"]["markdown"]
     inline = {"image_base64": base64.b64encode(text_image("Inline 2718 doc")).decode(), "filename": "in.png"}
     event = CloudEvent({"type": "ocr.document.requested", "source": "/tests"}, inline)
-    assert_result(reply_of(post(s3_server, event, mode)), event["id"], "in.png", "2718")
+    assert_result(reply_of(post(s3_app, event, mode)), event["id"], "in.png", "Inline 2718 doc")
 
 
 @pytest.mark.slow
-def test_minio_webhook_plain_json_with_the_tricky_key(s3_server: FunctionServer, s3) -> None:  # type: ignore[no-untyped-def]
+def test_minio_webhook_plain_json_with_the_tricky_key(s3_app: AppServer, s3) -> None:  # type: ignore[no-untyped-def]
     key = "inbox/minio/Скан 100% + отчёт.png"
     upload(s3, key, "Minio 6161 hook")
     record = s3_record(quote_plus(key), "s3:ObjectCreated:Put", "minio:s3")  # Go QueryEscape: '/' -> %2F
     record["responseElements"] = {"x-amz-request-id": "17A0MINIO"}
     body = {"EventName": "s3:ObjectCreated:Put", "Key": f"{BUCKET}/{key}", "Records": [record]}
-    assert requests.head(s3_server.url + "/", timeout=10).status_code == 200  # MinIO's liveness probe
-    resp = requests.post(s3_server.url + "/", json=body, timeout=180)
-    data = assert_result(reply_of(resp), "17A0MINIO", key, "6161")
+    assert requests.head(s3_app.url + "/", timeout=10).status_code == 200  # MinIO's liveness probe
+    resp = requests.post(s3_app.url + "/", json=body, timeout=180)
+    data = assert_result(reply_of(resp), "17A0MINIO", key, "Minio 6161 hook")
     assert data["document"]["filename"] == "Скан_100_+_отчёт.png"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_tricky_key_decoded_once_and_redelivery_runs_no_ocr(s3_server: FunctionServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
+def test_tricky_key_decoded_once_and_redelivery_runs_no_ocr(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = TRICKY_KEY.replace(".png", f" {mode.__name__}.png")
     upload(s3, key, f"Tricky {len(mode.__name__)}24 key")
     event = aws_event(key)
     assert "%25" in event.data["Records"][0]["s3"]["object"]["key"]  # '%' arrives encoded
-    first = assert_result(reply_of(post(s3_server, event, mode)), event["id"], key, f"{len(mode.__name__)}24")
-    calls = engine_calls(s3_server)
-    again = reply_of(post(s3_server, event, mode)).data  # the broker delivers it again
-    assert again["cached"] is True and engine_calls(s3_server) == calls
+    first = assert_result(
+        reply_of(post(s3_app, event, mode)), event["id"], key, f"Tricky {len(mode.__name__)}24 key"
+    )
+    calls = engine_calls(s3_app)
+    again = reply_of(post(s3_app, event, mode)).data  # the broker delivers it again
+    assert again["cached"] is True and engine_calls(s3_app) == calls
     assert again["results"]["markdown"]["uri"] == first["results"]["markdown"]["uri"]
     assert again["document"] == first["document"]
+
+
+@pytest.mark.slow
+def test_an_s3_event_is_read_by_the_real_engine_in_a_real_process(s3_server: FunctionServer, s3) -> None:  # type: ignore[no-untyped-def]
+    """End to end: the event through functions-framework and gunicorn, the object read from S3 and
+    recognised by RapidOCR, the reply event carrying the text."""
+    key = "inbox/real-engine 7 + one.png"
+    upload(s3, key, "Real 4711 event")
+    event = aws_event(key)
+    event["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    resp = post(s3_server, event, to_binary)
+    reply = reply_of(resp)
+    assert reply["subject"] == key and reply["correlationid"] == event["id"]
+    assert resp.headers["ce-traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    markdown = requests.get(reply.data["results"]["markdown"]["url"], timeout=10)
+    assert markdown.status_code == 200 and "4711" in markdown.text, markdown.text
 
 
 # --- skipped, failed, malformed --------------------------------------------------------------------
@@ -190,51 +215,51 @@ def assert_skipped(resp: requests.Response, word: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_event_for_the_output_prefix_is_skipped(s3_server: FunctionServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
+def test_event_for_the_output_prefix_is_skipped(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"{RESULT_PREFIX}/loop-{mode.__name__}/document.md"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"# not for OCR")
-    calls = engine_calls(s3_server)
-    assert_skipped(post(s3_server, aws_event(key), mode), "output prefix")
-    assert engine_calls(s3_server) == calls
+    calls = engine_calls(s3_app)
+    assert_skipped(post(s3_app, aws_event(key), mode), "output prefix")
+    assert engine_calls(s3_app) == calls
 
 
 @pytest.mark.slow
-def test_deletes_and_other_events_are_acknowledged_and_skipped(s3_server: FunctionServer) -> None:
+def test_deletes_and_other_events_are_acknowledged_and_skipped(s3_app: AppServer) -> None:
     assert_skipped(
-        post(s3_server, aws_event("inbox/gone.png", "ObjectRemoved:Delete"), to_binary), "ObjectRemoved"
+        post(s3_app, aws_event("inbox/gone.png", "ObjectRemoved:Delete"), to_binary), "ObjectRemoved"
     )
     gcs = CloudEvent(
         {"type": "google.cloud.storage.object.v1.deleted", "source": "//storage.googleapis.com/x"},
         {"bucket": BUCKET, "name": "inbox/gone.png"},
     )
-    assert_skipped(post(s3_server, gcs, to_structured), "not an object creation")
+    assert_skipped(post(s3_app, gcs, to_structured), "not an object creation")
     other = CloudEvent({"type": "com.example.unrelated", "source": "/x"}, {"hello": "world"})
-    assert_skipped(post(s3_server, other, to_binary), "com.example.unrelated")
+    assert_skipped(post(s3_app, other, to_binary), "com.example.unrelated")
     mine = CloudEvent({"type": "ocr.document.completed", "source": "/ocr-function"}, {"status": "success"})
-    assert_skipped(post(s3_server, mine, to_binary), "own reply")
+    assert_skipped(post(s3_app, mine, to_binary), "own reply")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
-def test_missing_object_gives_a_failed_reply(s3_server: FunctionServer, mode) -> None:  # type: ignore[no-untyped-def]
+def test_missing_object_gives_a_failed_reply(s3_app: AppServer, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/missing {uuid.uuid4().hex}.png"
     event = aws_event(key)
-    reply = reply_of(post(s3_server, event, mode), "failed")
+    reply = reply_of(post(s3_app, event, mode), "failed")
     assert reply["subject"] == key and reply["correlationid"] == event["id"]
     assert reply.data["status"] == "error" and reply.data["error"]["code"] == "not_found"
 
 
 @pytest.mark.slow
-def test_bad_document_gives_a_failed_reply(s3_server: FunctionServer, s3) -> None:  # type: ignore[no-untyped-def]
+def test_bad_document_gives_a_failed_reply(s3_app: AppServer, s3) -> None:  # type: ignore[no-untyped-def]
     s3.put_object(Bucket=BUCKET, Key="inbox/notes.png", Body=b"plain text, not an image")
-    reply = reply_of(post(s3_server, aws_event("inbox/notes.png"), to_binary), "failed")
+    reply = reply_of(post(s3_app, aws_event("inbox/notes.png"), to_binary), "failed")
     assert reply.data["error"]["code"] == "unsupported_media_type"
 
 
 @pytest.mark.slow
-def test_malformed_cloudevent_is_a_json_400(s3_server: FunctionServer) -> None:
+def test_malformed_cloudevent_is_a_json_400(s3_app: AppServer) -> None:
     headers = {"Content-Type": "application/cloudevents+json"}
-    resp = requests.post(s3_server.url + "/", data=b'{"type": "x"}', headers=headers, timeout=10)
+    resp = requests.post(s3_app.url + "/", data=b'{"type": "x"}', headers=headers, timeout=10)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_request"
     assert "Traceback" not in resp.text
 

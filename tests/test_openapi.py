@@ -1,8 +1,10 @@
 """The OpenAPI contract (`GET /openapi.json`, function/openapi.py): a valid OpenAPI 3.0 document, and
-the real function process keeps it — schemathesis generates requests for every operation (valid ones
-and ones that break the schema) and checks each answer: no 5xx but 503 (and 502 for an unreachable
-`image_url`), documented status codes, content types, headers and bodies. Real OCR answers (every
-input form, the event replies) are checked against the same schemas."""
+the function keeps it — schemathesis generates requests for every operation (valid ones and ones
+that break the schema) and checks each answer: no 5xx but 503 (and 502 for an unreachable
+`image_url`), documented status codes, content types, headers and bodies. Those run in process
+through `create_app` with a fake engine (the `app` fixture): the contract is the transport's. Real
+OCR answers of a real function process (every input form) and the event replies are checked against
+the same schemas."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_30
 
 from function import errors, openapi
 from function.responses import error_body
+from tests.fakes import AppServer
 from tests.server import FunctionServer
 from tests.test_http_inputs import text_image
 
@@ -75,9 +78,9 @@ def with_hooks(schema: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def api(server: FunctionServer) -> Any:
+def api(app: AppServer) -> Any:
     """The contract as the function serves it."""
-    return with_hooks(schemathesis.openapi.from_url(server.url + "/openapi.json"))
+    return with_hooks(schemathesis.openapi.from_url(app.url + "/openapi.json"))
 
 
 @pytest.fixture(scope="module")
@@ -144,14 +147,14 @@ def test_every_error_is_documented(exc_type: type[errors.OCRError]) -> None:
         jsonschema.Draft4Validator(error_schema(exc.status)).validate(wrong)
 
 
-# --- schemathesis against the real process --------------------------------------------------------------
+# --- schemathesis against the app --------------------------------------------------------------
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 def test_operation_keeps_the_contract(
-    api: Any, negative_api: Any, server: FunctionServer, method: str, path: str, mode: GenerationMode
+    api: Any, negative_api: Any, app: AppServer, method: str, path: str, mode: GenerationMode
 ) -> None:
     operation = (api if mode == GenerationMode.POSITIVE else negative_api)[path][method]
     statuses: dict[int, int] = {}
@@ -166,7 +169,7 @@ def test_operation_keeps_the_contract(
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case: schemathesis.Case) -> None:
-        response = case.call(base_url=server.url, timeout=60)
+        response = case.call(base_url=app.url, timeout=60)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         case.validate_response(response, checks=CHECKS)
 
@@ -178,7 +181,9 @@ def test_operation_keeps_the_contract(
 # --- real answers against the schemas -------------------------------------------------------------------
 
 
-def call(api: Any, server: FunctionServer, path: str, media_type: str, body: Any, **kwargs: Any) -> Any:
+def call(
+    api: Any, server: FunctionServer | AppServer, path: str, media_type: str, body: Any, **kwargs: Any
+) -> Any:
     case = api[path]["POST"].Case(body=body, media_type=media_type, **kwargs)
     response = case.call(base_url=server.url, timeout=120)
     case.validate_response(response, checks=CHECKS)
@@ -228,7 +233,7 @@ def test_real_ocr_answers_keep_the_contract(api: Any, server: FunctionServer) ->
 
 
 @pytest.mark.slow
-def test_event_answers_keep_the_contract(api: Any, server: FunctionServer) -> None:
+def test_event_answers_keep_the_contract(api: Any, app: AppServer) -> None:
     """A skipped event (202), a failed one (the local store cannot read S3 objects) and a processed
     ocr.document.requested event: each reply's data fits the 200 or 202 schema."""
     record = {
@@ -236,12 +241,12 @@ def test_event_answers_keep_the_contract(api: Any, server: FunctionServer) -> No
         "s3": {"bucket": {"name": "b"}, "object": {"key": "a.png"}},
     }
     failed = call(
-        api, server, "/", "application/json", {"EventName": "s3:ObjectCreated:Put", "Records": [record]}
+        api, app, "/", "application/json", {"EventName": "s3:ObjectCreated:Put", "Records": [record]}
     )
     assert failed.status_code == 200 and header(failed, "ce-type") == "ocr.document.failed"
     assert failed.json()["subject"] == "a.png"
     deleted = {**record, "eventName": "s3:ObjectRemoved:Delete"}
-    skipped = call(api, server, "/ocr", "application/json", {"Records": [deleted, deleted]})
+    skipped = call(api, app, "/ocr", "application/json", {"Records": [deleted, deleted]})
     assert skipped.status_code == 202 and skipped.json()["status"] == "skipped"
     event = {
         "specversion": "1.0",
@@ -250,18 +255,18 @@ def test_event_answers_keep_the_contract(api: Any, server: FunctionServer) -> No
         "type": "ocr.document.requested",
         "data": {"image_base64": base64.b64encode(PNG).decode(), "filename": NAME},
     }
-    done = call(api, server, "/ocr", "application/cloudevents+json", event)
+    done = call(api, app, "/ocr", "application/cloudevents+json", event)
     assert done.status_code == 200 and header(done, "ce-type") == "ocr.document.completed"
     assert done.json()["input_type"] == "cloudevent"
     two = {"Records": [record, {**record, "s3": {"object": {"key": "b.png"}}}]}
-    batch = call(api, server, "/", "application/json", two)
+    batch = call(api, app, "/", "application/json", two)
     assert batch.json()["status"] == "failed" and len(batch.json()["documents"]) == 2
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
-def test_undocumented_methods_are_405(server: FunctionServer, method: str) -> None:
+def test_undocumented_methods_are_405(app: AppServer, method: str) -> None:
     for path in {path.replace("{path}", "x.md") for _, path in OPERATIONS}:
-        resp = requests.request(method, server.url + path, timeout=10)
+        resp = requests.request(method, app.url + path, timeout=10)
         assert resp.status_code == 405, (method, path, resp.text)
         jsonschema.Draft4Validator(error_schema(405)).validate(resp.json())
         assert resp.headers["X-Request-Id"] == resp.json()["request_id"]
@@ -331,8 +336,8 @@ DEEP_JSON = b"[" * 100_000
         ),
     ],
 )
-def test_inputs_that_were_500s_are_4xx(server: FunctionServer, kwargs: dict[str, Any], status: int) -> None:
-    resp = requests.post(server.url + "/ocr", timeout=60, **kwargs)
+def test_inputs_that_were_500s_are_4xx(app: AppServer, kwargs: dict[str, Any], status: int) -> None:
+    resp = requests.post(app.url + "/ocr", timeout=60, **kwargs)
     assert resp.status_code == status, resp.text
     if status >= 400:
         jsonschema.Draft4Validator(error_schema(status)).validate(resp.json())

@@ -26,6 +26,7 @@ from function.document import Block, Document, Page
 from function.engines.base import Engine
 from function.errors import ConfigError
 from function.options import Options
+from function.responses import success_body
 from function.sources import Source
 from function.store import S3Store
 from tests.conftest import BUCKET, RESULT_PREFIX, S3_KEYS, engine_calls, s3_env
@@ -267,6 +268,8 @@ class CropDocument(Document):
 
 
 class CropEngine(Engine):
+    """A FAKE engine: every page becomes one figure with a stored crop; no recognition."""
+
     name = "crops"
     calls = 0
 
@@ -288,15 +291,6 @@ class CropEngine(Engine):
         )
 
 
-class FakeRuntime:
-    def __init__(self, settings, store) -> None:  # type: ignore[no-untyped-def]
-        self.settings, self.store = settings, store
-        self.engine = CropEngine(settings)
-
-    def wait_engine(self) -> Engine:
-        return self.engine
-
-
 def test_engine_image_crops_are_stored_where_the_markdown_links(
     moto_endpoint: str, s3, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -304,9 +298,10 @@ def test_engine_image_crops_are_stored_where_the_markdown_links(
     secret.write_text(S3_KEYS["aws_secret_access_key"])
     settings = load_settings(s3_env(moto_endpoint, secret))
     store = S3Store(BUCKET, RESULT_PREFIX, settings)
-    runtime = FakeRuntime(settings, store)
+    engine = CropEngine(settings)
+    svc = service.Service(settings, lambda: engine, store)
     job = service.Job(Source(text_image("crop"), "figures.png", "raw"), Options(return_content=True), "r1")
-    body = service.run(job, runtime, "http://unused")  # type: ignore[arg-type]
+    body = success_body(svc.run(job), "r1", "raw", store, "http://unused")
     md_key = key_of(body["results"]["markdown"]["uri"])
     assert "![image](<imgs/figure one.jpg>)" in body["content"]["markdown"]
     img_key = posixpath.join(posixpath.dirname(md_key), "imgs/figure one.jpg")  # the link, resolved
@@ -315,9 +310,9 @@ def test_engine_image_crops_are_stored_where_the_markdown_links(
     assert Image.open(io.BytesIO(obj["Body"].read())).size == (40, 20)
     via_url = requests.get(body["results"]["images"]["imgs/figure one.jpg"]["url"], timeout=10)
     assert via_url.status_code == 200 and via_url.content[:2] == b"\xff\xd8"
-    again = service.run(job, runtime, "http://unused")  # type: ignore[arg-type]
-    assert again["cached"] is True and CropEngine.calls == 1
-    assert list(again["results"]["images"]) == ["imgs/figure one.jpg"]
+    again = svc.run(job)
+    assert again.cached is True and CropEngine.calls == 1
+    assert list(again.keys.images) == ["imgs/figure one.jpg"]
 
 
 @pytest.mark.parametrize(
