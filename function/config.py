@@ -60,11 +60,16 @@ class Settings:
     event_failed_type: str = "ocr.document.failed"
 
 
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def boolean(raw: str) -> bool:
+    """The one reading of a yes/no value: settings, engine settings and request options alike."""
     text = raw.strip().lower()
-    if text in ("1", "true", "yes", "on"):
+    if text in TRUE:
         return True
-    if text in ("0", "false", "no", "off"):
+    if text in FALSE:
         return False
     raise ValueError(raw)
 
@@ -117,6 +122,21 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_EVENT_COMPLETED_TYPE": ("event_completed_type", str),
     "OCR_EVENT_FAILED_TYPE": ("event_failed_type", str),
 }
+# Engine settings: each engine's own variables (variable -> (field, parser)), registered here by the
+# engine's settings module when it is imported, so that names can be checked in one place.
+ENGINE_ENV: dict[str, dict[str, tuple[str, Any]]] = {}
+
+
+def register_engine_env(engine: str, table: dict[str, tuple[str, Any]]) -> dict[str, tuple[str, Any]]:
+    """Record an engine's variables; a name another table already uses is a bug, caught at import."""
+    taken = set(ENV).union(*(t for name, t in ENGINE_ENV.items() if name != engine))
+    clash = taken & set(table)
+    if clash:
+        raise ConfigError(f"engine {engine!r} reuses variable(s) {', '.join(sorted(clash))}")
+    ENGINE_ENV[engine] = table
+    return table
+
+
 # Secrets may come from mounted files instead: `<VAR>_FILE` names the file (it wins over `<VAR>`).
 SECRET_FILES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "OCR_API_KEYS")
 _POSITIVE = {

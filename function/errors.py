@@ -64,6 +64,23 @@ class DeadlineExceeded(OCRError):
     status, code = 504, "deadline_exceeded"
 
 
+# Every error a client may see, one class per status (the contract documents each: function/openapi.py).
+ERRORS: tuple[type[OCRError], ...] = (
+    OCRError,
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    UnsupportedType,
+    Undecodable,
+    Busy,
+    UpstreamFailed,
+    NotReady,
+    DeadlineExceeded,
+)
+
+
 class ConfigError(Exception):
     """Invalid configuration, raised at start-up; the message names the variable."""
 

@@ -7,14 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from function.config import boolean
 from function.errors import BadRequest
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 # Every run of spaces has one place to go (no backtracking blow-up on long values); 9 digits at most.
 _PAGE_RANGE = r"\s*\d{1,9}\s*(-\s*(\d{1,9}\s*)?)?"
-_PAGES_RE = re.compile(f"{_PAGE_RANGE}(,{_PAGE_RANGE})*")
-_LANG_RE = re.compile(r"[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*")
+PAGES_RE = re.compile(f"{_PAGE_RANGE}(,{_PAGE_RANGE})*")  # or "all"; the contract takes these patterns
+LANG_RE = re.compile(r"[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class PageSelection:
 
 
 def parse_pages(value: str) -> PageSelection:
-    if not _PAGES_RE.fullmatch(value):
+    if not PAGES_RE.fullmatch(value):
         raise BadRequest(f"option 'pages' must look like '1-3,7' (1-based), got {value!r}")
     ranges = []
     for part in re.sub(r"\s", "", value).split(","):
@@ -52,12 +51,11 @@ def parse_pages(value: str) -> PageSelection:
 def parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadRequest(f"option {name!r} must be true or false, got {value!r}")
+    text = str(value).strip()
+    try:
+        return boolean(text) if text else False  # an empty form field is "not set"
+    except ValueError:
+        raise BadRequest(f"option {name!r} must be true or false, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class Options:
         """Options from request fields; unknown option values are a 400 naming the option."""
         pages = fields.get("pages")
         lang = fields.get("lang")
-        if lang is not None and lang != "" and not _LANG_RE.fullmatch(str(lang)):
+        if lang is not None and lang != "" and not LANG_RE.fullmatch(str(lang)):
             raise BadRequest(f"option 'lang' must look like 'en', 'ru' or 'rus+eng', got {lang!r}")
         return cls(
             return_content=parse_bool("return_content", fields.get("return_content", False)),

@@ -35,6 +35,7 @@ RASTER_TYPES = {
     "BMP": "image/bmp",
     "GIF": "image/gif",
 }
+MEDIA_TYPES = (PDF, *RASTER_TYPES.values())  # every type a document may be
 MULTI_PAGE = {"TIFF"}  # GIF/WebP frames are animation, not pages: only the first is read
 
 # Our own pixel check (OCR_MAX_PIXELS) runs before decoding; Pillow's bomb guard would only warn.

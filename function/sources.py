@@ -18,11 +18,15 @@ _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[^\w.+-]+")
 
 
+# How a document arrived, as answers name it (`input_type`; the contract lists them).
+INPUT_TYPES = ("multipart", "base64", "url", "raw", "s3", "cloudevent")
+
+
 @dataclass(frozen=True)
 class Source:
     data: bytes
     filename: str
-    input_type: str  # multipart | base64 | url | json | raw | s3 | cloudevent
+    input_type: str  # one of INPUT_TYPES (the CLI's own: "cli")
 
 
 def safe_filename(name: str | None, default: str = "document") -> str:
