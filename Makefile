@@ -43,9 +43,14 @@ $(ZLIB_NG): scripts/zlib-ng.sh scripts/zlib-ng.txt | $(BIN)/python
 run: system-deps $(VENV)/.cpu $(ZLIB_NG)
 	$(SERVE_ENV) WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
 
+# The rooms' import contract and the types of function/ (pyproject.toml), then the suite with the
+# coverage gate on function/ (COVERAGE_MIN percent of its lines run by the tests in this process).
+COVERAGE_MIN ?= 85
 test: system-deps $(VENV)/.dev $(PVENV)/.paddle $(ZLIB_NG)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/python -m pytest --cov=function --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_MIN)
 	$(PVENV)/bin/python -m pytest -q tests/test_engine_paddleocr_vl.py
 
 lint: $(VENV)/.dev

@@ -170,7 +170,9 @@ def _tracking_pools(watchdog: _Watchdog) -> dict[str, type[HTTPConnectionPool]]:
         ConnectionCls = tracked(HTTPConnection)
 
     class SecurePool(HTTPSConnectionPool):
-        ConnectionCls = tracked(HTTPSConnection)
+        # urllib3 declares the protocol class BaseHTTPSConnection here; HTTPSConnection (which the
+        # tracking subclass extends) is the implementation urllib3 itself puts in that slot.
+        ConnectionCls = tracked(HTTPSConnection)  # type: ignore[assignment]
 
     return {"http": Pool, "https": SecurePool}
 
@@ -184,7 +186,7 @@ class _GuardedAdapter(IPFilterAdapter):
         self._check = check
         self.poolmanager.pool_classes_by_scheme = _tracking_pools(watchdog)
 
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[no-untyped-def]
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
         if not self._check:
             return HTTPAdapter.build_connection_pool_key_attributes(self, request, verify, cert)
         url = request.url or ""

@@ -89,7 +89,7 @@ class s3_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError):
@@ -101,7 +101,6 @@ class s3_errors:
         if isinstance(exc, BotoCoreError):
             log.warning("%s failed: %s", self.action, exc)
             raise UpstreamFailed(f"{self.action} failed: {type(exc).__name__}", retry_after=5) from exc
-        return False
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

@@ -128,6 +128,7 @@ class S3Store(ResultStore):
     """Results under `s3://bucket/prefix/`; its endpoint also serves input objects (any bucket)."""
 
     kind = "s3"
+    s3: S3
     CHECK_TTL_SEC = 15.0  # readiness probes come every few seconds; one HEAD per window is enough
 
     def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
