@@ -1,5 +1,6 @@
-"""Auth, backpressure, deadlines, request logs and trace context — against the real server, plus the
-admission queue in-process where thread timing must be exact."""
+"""Auth (in process through `create_app` with a fake engine), backpressure, deadlines, request logs
+and trace context against the real server, plus the admission queue in-process where thread timing
+must be exact."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from function.admission import Admission
 from function.errors import Busy
 from function.tracing import from_header
 from tests.conftest import engine_calls
+from tests.fakes import AppServer, app_server
 from tests.server import FunctionServer
 from tests.synthetic import make_pdf, page_with_text
 
@@ -65,20 +67,17 @@ def request_logs(server: FunctionServer) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
-    """Keys from a mounted file (one per line), /metrics behind the key too."""
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """Keys from a mounted file (one per line), /metrics behind the key too; in process, with the
+    fake engine (tests/fakes.py): auth is the transport's."""
     tmp = tmp_path_factory.mktemp("keyed")
     (tmp / "keys").write_text(f"{KEY}\n{OTHER_KEY}\n", encoding="utf-8")
-    env = {
-        "OCR_STORE": f"file://{tmp}/output",
-        "OCR_API_KEYS_FILE": str(tmp / "keys"),
-        "OCR_METRICS_AUTH": "true",
-    }
-    with FunctionServer(env, tmp / "server.log") as srv:
+    env = {"OCR_API_KEYS_FILE": str(tmp / "keys"), "OCR_METRICS_AUTH": "true"}
+    with app_server(env, tmp / "output") as srv:
         yield srv
 
 
-def test_requests_without_a_valid_key_get_401(keyed_server: FunctionServer) -> None:
+def test_requests_without_a_valid_key_get_401(keyed_server: AppServer) -> None:
     page = pdf(1)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + KEY}):
         resp = post_pdf(keyed_server.url, page, "a.pdf", **headers)
@@ -89,7 +88,7 @@ def test_requests_without_a_valid_key_get_401(keyed_server: FunctionServer) -> N
     assert requests.get(keyed_server.url + "/metrics", timeout=10).status_code == 401
 
 
-def test_either_configured_key_opens_the_function(keyed_server: FunctionServer) -> None:
+def test_either_configured_key_opens_the_function(keyed_server: AppServer) -> None:
     bearer = {"Authorization": "Bearer " + KEY}
     resp = requests.post(
         keyed_server.url + "/ocr",
@@ -103,7 +102,7 @@ def test_either_configured_key_opens_the_function(keyed_server: FunctionServer) 
     assert requests.get(keyed_server.url + "/metrics", headers=bearer, timeout=10).status_code == 200
 
 
-def test_health_and_contract_stay_open(keyed_server: FunctionServer) -> None:
+def test_health_and_contract_stay_open(keyed_server: AppServer) -> None:
     for path in ("/health", "/health/live", "/health/ready", "/openapi.json"):
         assert requests.get(keyed_server.url + path, timeout=10).status_code == 200, path
 

@@ -117,16 +117,13 @@ def _service(engine: Engine, data: bytes, filename: str, env: dict[str, str], pr
     """The function's own steps, no HTTP and no store: open, render pages, OCR, Markdown/JSON."""
     from function import service
     from function.document import SourceInfo
-    from function.render import render_json, render_markdown
 
     began = time.perf_counter()
     options = Options()
-    media_type, source = service.open_document(data, options, load_settings(env))
-    source.prefetch = prefetch
-    info = SourceInfo(filename, media_type, "0" * 64, source.page_count)
-    document, _ = service.recognise(engine, source, options, info, service.Timings())
-    render_markdown(document)
-    render_json(document)
+    pages = service.open_pages(data, options, load_settings(env))
+    pages.prefetch = prefetch
+    info = SourceInfo(filename, pages.media_type, "0" * 64, pages.page_count)
+    service.recognise(engine, pages, options, info, service.Timings())  # OCR, then Markdown and JSON
     return time.perf_counter() - began
 
 
