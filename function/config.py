@@ -32,6 +32,8 @@ class Settings:
     queue_size: int = 8  # requests that may wait for a slot beyond `concurrency`; more get 429
     queue_wait_sec: float = 60.0  # how long a request waits for a slot before 429
     deadline_sec: float = 600.0  # per-document budget, checked between pages; 0 = none (504 when over)
+    # The longest a PDF may take to open, or one of its pages to render, in its renderer process.
+    render_timeout_sec: float = 60.0
     # Recycle the worker process between requests after N documents or above an RSS watermark (0 = off).
     recycle_after_docs: int = 0
     recycle_rss_mb: int = 0
@@ -101,6 +103,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_QUEUE_SIZE": ("queue_size", int),
     "OCR_QUEUE_WAIT_SEC": ("queue_wait_sec", float),
     "OCR_DEADLINE_SEC": ("deadline_sec", float),
+    "OCR_RENDER_TIMEOUT_SEC": ("render_timeout_sec", float),
     "OCR_RECYCLE_AFTER_DOCS": ("recycle_after_docs", int),
     "OCR_RECYCLE_RSS_MB": ("recycle_rss_mb", int),
     "OCR_DRAIN_SEC": ("drain_sec", float),
@@ -148,6 +151,7 @@ _POSITIVE = {
     "pdf_dpi",
     "url_fetch_timeout_sec",
     "queue_wait_sec",
+    "render_timeout_sec",
 }
 _NOT_NEGATIVE = {
     "queue_size",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +25,33 @@ class PageSelection:
     def __str__(self) -> str:
         return ",".join(f"{a}" if a == b else f"{a}-{'' if b is None else b}" for a, b in self.ranges)
 
-    def indices(self, page_count: int) -> list[int]:
-        """0-based page indices selected from a document of `page_count` pages, in order."""
-        chosen: list[int] = []
+    def _clipped(self, page_count: int) -> Iterator[tuple[int, int]]:
+        """The ranges as 0-based half-open spans within a document of `page_count` pages."""
         for start, end in self.ranges:
-            last = page_count if end is None else min(end, page_count)
-            chosen.extend(i - 1 for i in range(start, last + 1) if i - 1 not in chosen)
+            stop = page_count if end is None else min(end, page_count)
+            if start <= stop:
+                yield start - 1, stop
+
+    def count(self, page_count: int) -> int:
+        """How many distinct pages `indices` would give, without listing them (ranges may overlap)."""
+        total, reached = 0, 0
+        for start, stop in sorted(self._clipped(page_count)):
+            start = max(start, reached)
+            if stop > start:
+                total += stop - start
+                reached = stop
+        return total
+
+    def indices(self, page_count: int) -> list[int]:
+        """0-based page indices selected from a document of `page_count` pages, in order, each once.
+        Linear in the pages selected: callers bound that with `count` first."""
+        seen: set[int] = set()
+        chosen: list[int] = []
+        for start, stop in self._clipped(page_count):
+            for index in range(start, stop):
+                if index not in seen:
+                    seen.add(index)
+                    chosen.append(index)
         return chosen
 
 

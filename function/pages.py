@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-import pypdfium2 as pdfium
 from PIL import Image, ImageOps
 
 from function.errors import BadRequest, TooLarge, Undecodable, UnsupportedType
 from function.model import PageImage
 from function.options import PageSelection
+from function.pdf_render import PdfRenderer
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,6 @@ MULTI_PAGE = {"TIFF"}  # GIF/WebP frames are animation, not pages: only the firs
 
 # Our own pixel check (OCR_MAX_PIXELS) runs before decoding; Pillow's bomb guard would only warn.
 Image.MAX_IMAGE_PIXELS = None
-# PDFium is not thread-safe, not even across documents (pypdfium2's docs): every call into it, from
-# any of the documents in progress or their page prefetchers, holds this lock.
-_PDFIUM = threading.RLock()
 
 
 @dataclass
@@ -50,6 +47,7 @@ class PageLimits:
     max_pixels: int
     max_pages: int
     pdf_dpi: int
+    render_timeout_sec: float = 60.0  # the longest a PDF may take to open, or one page to render
 
 
 def sniff(data: bytes) -> str:
@@ -80,32 +78,50 @@ class PageSource:
 
     prefetch = False
 
-    def __init__(self, data: bytes, media_type: str, selection: PageSelection | None, limits: PageLimits):
+    def __init__(
+        self,
+        data: bytes,
+        media_type: str,
+        selection: PageSelection | None,
+        limits: PageLimits,
+        deadline: float | None = None,
+    ):
         self.media_type = media_type
         self._data = data
         self._limits = limits
+        self._pdf: PdfRenderer | None = None
+        if media_type == PDF:  # opened in its own process, which ends with this object at the latest
+            self._pdf = PdfRenderer(
+                data, max_pixels=limits.max_pixels, timeout=limits.render_timeout_sec, deadline=deadline
+            )
+            weakref.finalize(self, self._pdf.close)
         self.page_count = self._count()
         self.selected = self._select(selection)
 
+    def close(self) -> None:
+        """End the PDF's renderer process now (it ends when this object is collected otherwise)."""
+        if self._pdf is not None:
+            self._pdf.close()
+
     def _count(self) -> int:
-        if self.media_type == PDF:
-            with _PDFIUM, _open_pdf(self._data) as pdf:
-                return len(pdf)
+        if self._pdf is not None:
+            return self._pdf.page_count
         with _open_image(self._data) as img:
             return getattr(img, "n_frames", 1) if img.format in MULTI_PAGE else 1
 
     def _select(self, selection: PageSelection | None) -> list[int]:
-        indices = list(range(self.page_count)) if selection is None else selection.indices(self.page_count)
-        if not indices:
+        # Counted before expanding: a PDF may claim a million pages in a few hundred bytes.
+        count = self.page_count if selection is None else selection.count(self.page_count)
+        if not count:
             raise BadRequest(
                 f"option 'pages={selection}' selects no page: the document has {self.page_count}"
             )
-        if len(indices) > self._limits.max_pages:
+        if count > self._limits.max_pages:
             raise TooLarge(
-                f"{len(indices)} pages selected, the limit is {self._limits.max_pages} (OCR_MAX_PAGES); "
+                f"{count} pages selected, the limit is {self._limits.max_pages} (OCR_MAX_PAGES); "
                 "use the 'pages' option to send a part"
             )
-        return indices
+        return list(range(self.page_count)) if selection is None else selection.indices(self.page_count)
 
     def __iter__(self) -> Iterator[PageImage]:
         pages = self._pdf_pages() if self.media_type == PDF else self._image_pages()
@@ -114,24 +130,13 @@ class PageSource:
         yield from pages
 
     def _pdf_pages(self) -> Iterator[PageImage]:
+        assert self._pdf is not None
         scale = self._limits.pdf_dpi / 72
-        with _open_pdf(self._data) as pdf:
+        try:
             for index in self.selected:
-                with _PDFIUM:
-                    page = pdf[index]
-                    try:
-                        width, height = page.get_size()
-                        self._check_pixels(int(width * scale) * int(height * scale), index)
-                        bitmap = page.render(scale=scale)
-                        try:
-                            image = bitmap.to_pil()  # RGB, copied out of PDFium's BGR buffer
-                            if image.mode != "RGB":  # other modes may share the buffer: copy
-                                image = image.convert("RGB")
-                        finally:
-                            bitmap.close()
-                    finally:
-                        page.close()
-                yield PageImage(index=index, image=image)
+                yield PageImage(index=index, image=self._pdf.render(index, scale))
+        finally:
+            self._pdf.close()
 
     def _image_pages(self) -> Iterator[PageImage]:
         img = _open_image(self._data)
@@ -189,26 +194,6 @@ def _one_ahead(items: Iterator[T]) -> Iterator[T]:
         close = getattr(items, "close", None)
         if close is not None:
             close()
-
-
-class _open_pdf:
-    """pypdfium2 document as a context manager, with its errors mapped to 422."""
-
-    def __init__(self, data: bytes) -> None:
-        try:
-            with _PDFIUM:
-                self.pdf = pdfium.PdfDocument(data)
-        except pdfium.PdfiumError as exc:
-            if "password" in str(exc).lower():
-                raise Undecodable("the PDF is encrypted; send it without a password") from exc
-            raise Undecodable(f"the PDF could not be read: {exc}") from exc
-
-    def __enter__(self) -> pdfium.PdfDocument:
-        return self.pdf
-
-    def __exit__(self, *exc: object) -> None:
-        with _PDFIUM:
-            self.pdf.close()
 
 
 def _open_image(data: bytes) -> Image.Image:

@@ -104,7 +104,7 @@ class Service:
         began = time.perf_counter()
         timings = Timings()
         with timings.stage("open"):
-            pages = open_pages(job.source.data, job.options, self.settings)
+            pages = open_pages(job.source.data, job.options, self.settings, job.deadline)
         with timings.stage("wait_engine"):
             engine = self.engine()
         source = describe(job.source, pages, engine, job.options)
@@ -161,10 +161,15 @@ def _result(stored: Stored, cached: bool, timings: Timings, began: float) -> Res
     )
 
 
-def open_pages(data: bytes, options: Options, settings: Settings) -> PageSource:
-    """The selected pages of the document within the limits (its media type sniffed from the bytes)."""
-    limits = PageLimits(settings.max_pixels, settings.max_pages, settings.pdf_dpi)
-    return PageSource(data, sniff(data), options.pages, limits)
+def open_pages(
+    data: bytes, options: Options, settings: Settings, deadline: float | None = None
+) -> PageSource:
+    """The selected pages of the document within the limits (its media type sniffed from the bytes);
+    a PDF's renderer stops at `deadline` (a `time.monotonic()` value) at the latest."""
+    limits = PageLimits(
+        settings.max_pixels, settings.max_pages, settings.pdf_dpi, settings.render_timeout_sec
+    )
+    return PageSource(data, sniff(data), options.pages, limits, deadline)
 
 
 def describe(source: Source, pages: PageSource, engine: Engine, options: Options) -> SourceInfo:

@@ -29,6 +29,7 @@ import requests
 from PIL import Image, ImageDraw, ImageFont
 
 from function.fetch import refusal_reason
+from tests.pdfs import raw_pdf
 from tests.server import FunctionServer
 
 MAX_BYTES = 1024 * 1024  # OCR_MAX_BYTES of the server under test
@@ -85,28 +86,11 @@ def encrypted_pdf() -> bytes:
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
-        b"<< /Filter /Standard /V 1 /R 2 /Length 40 /P -44 /O <"
-        + b"11" * 32
-        + b"> /U <"
-        + b"22" * 32
-        + b"> >>",
+        b"<< /Filter /Standard /V 1 /R 2 /Length 40 /P -44 "
+        + (b"/O <%s> /U <%s> >>" % (b"11" * 32, b"22" * 32)),
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     file_id = b"ab" * 16
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [<%s> <%s>] >>\n" % (
-        len(objects) + 1,
-        file_id,
-        file_id,
-    )
-    out += b"startxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
+    return raw_pdf(objects, b"/Encrypt 4 0 R /ID [<%s> <%s>] " % (file_id, file_id))
 
 
 # --- the server under test ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from function.engines.paddleocr_vl import PaddleOCRVLEngine
 from function.engines.tesseract import TesseractEngine
 from function.options import Options
 from function.pages import PageLimits, PageSource, _one_ahead, sniff
+from function.pdf_render import PdfRenderer
 from function.runtime import Runtime
 from function.sources import Source
 
@@ -42,13 +43,13 @@ def source(data: bytes, prefetch: bool) -> PageSource:
 def rendering_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the threads that render pages from now on, one per page, in order."""
     threads: list[str] = []
-    check = PageSource._check_pixels
+    render = PdfRenderer.render
 
-    def record(self: PageSource, pixels: int, index: int) -> None:
+    def record(self: PdfRenderer, index: int, scale: float) -> Image.Image:
         threads.append(threading.current_thread().name)
-        check(self, pixels, index)
+        return render(self, index, scale)
 
-    monkeypatch.setattr(PageSource, "_check_pixels", record)
+    monkeypatch.setattr(PdfRenderer, "render", record)
     return threads
 
 

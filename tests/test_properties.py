@@ -491,6 +491,8 @@ def test_page_indices_stay_within_the_document(
     # In the order asked for: each page where its first range puts it.
     firsts = [p - 1 for a, b in selection for p in range(a, min(page_count, b or page_count) + 1)]
     assert indices == list(dict.fromkeys(firsts))
+    # Counted without listing (a PDF may claim a million pages), and the same number.
+    assert PageSelection(tuple(selection)).count(page_count) == len(indices)
 
 
 option_values = st.fixed_dictionaries(
