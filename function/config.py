@@ -34,6 +34,12 @@ class Settings:
     deadline_sec: float = 600.0  # per-document budget, checked between pages; 0 = none (504 when over)
     # The longest a PDF may take to open, or one of its pages to render, in its renderer process.
     render_timeout_sec: float = 60.0
+    # The front (`python -m function serve`) reads each request whole before a thread takes it: the
+    # head within header_timeout_sec, the body pausing at most body_idle_timeout_sec and taking at
+    # most body_timeout_sec in all (408 past any of them).
+    header_timeout_sec: float = 10.0
+    body_idle_timeout_sec: float = 30.0
+    body_timeout_sec: float = 300.0
     # Recycle the worker process between requests after N documents or above an RSS watermark (0 = off).
     recycle_after_docs: int = 0
     recycle_rss_mb: int = 0
@@ -104,6 +110,9 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_QUEUE_WAIT_SEC": ("queue_wait_sec", float),
     "OCR_DEADLINE_SEC": ("deadline_sec", float),
     "OCR_RENDER_TIMEOUT_SEC": ("render_timeout_sec", float),
+    "OCR_HEADER_TIMEOUT_SEC": ("header_timeout_sec", float),
+    "OCR_BODY_IDLE_TIMEOUT_SEC": ("body_idle_timeout_sec", float),
+    "OCR_BODY_TIMEOUT_SEC": ("body_timeout_sec", float),
     "OCR_RECYCLE_AFTER_DOCS": ("recycle_after_docs", int),
     "OCR_RECYCLE_RSS_MB": ("recycle_rss_mb", int),
     "OCR_DRAIN_SEC": ("drain_sec", float),
@@ -152,6 +161,9 @@ _POSITIVE = {
     "url_fetch_timeout_sec",
     "queue_wait_sec",
     "render_timeout_sec",
+    "header_timeout_sec",
+    "body_idle_timeout_sec",
+    "body_timeout_sec",
 }
 _NOT_NEGATIVE = {
     "queue_size",

@@ -25,8 +25,7 @@ import threading
 from functools import partial
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker
-
+from function import front
 from function.config import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,18 @@ def drain_seconds(settings: Settings) -> float:
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
-    """The gunicorn settings `python -m function serve` adds to functions-framework's own."""
+    """The gunicorn settings `python -m function serve` adds to functions-framework's own (and the
+    front's limits, which the worker inherits through the fork)."""
+    from function.http import MULTIPART_OVERHEAD
+
+    front.configure(
+        front.FrontLimits(
+            body_limit=settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD,
+            header_timeout=settings.header_timeout_sec,
+            body_idle_timeout=settings.body_idle_timeout_sec,
+            body_timeout=settings.body_timeout_sec,
+        )
+    )
     return {
         "graceful_timeout": math.ceil(drain_seconds(settings)),  # gunicorn takes whole seconds
         "worker_class": f"{__name__}.{DrainingWorker.__name__}",
@@ -130,9 +140,10 @@ class Recycler:
         return int(self._process.memory_info().rss)
 
 
-class DrainingWorker(ThreadWorker):
-    """gunicorn's gthread worker that, once told to stop, also closes its copies of the listening
-    sockets: new connections are refused at once while the requests in flight finish."""
+class DrainingWorker(front.BufferingWorker):
+    """gunicorn's gthread worker, behind the front that reads whole requests first (front.py), that,
+    once told to stop, also closes its copies of the listening sockets: new connections are refused at
+    once while the requests in flight finish."""
 
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)

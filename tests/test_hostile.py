@@ -107,7 +107,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer
         "OCR_URL_ALLOW_PRIVATE": "false",
         "OCR_URL_FETCH_TIMEOUT_SEC": "5",
     }
-    with FunctionServer(env, tmp / "server.log") as srv:
+    with FunctionServer(env, tmp / "server.log", serve=True) as srv:  # as the images run it
         yield srv
 
 
