@@ -25,12 +25,12 @@ RUN OCR_STORE=file:///tmp/import-check python -c "import handler" \
 USER 1000:1000
 # One worker: one model copy per GPU, loaded after the fork. The native backend runs one document at a
 # time; the other threads answer probes and hold the requests that wait. With a vLLM server raise
-# PADDLEOCR_VL_CONCURRENCY and keep THREADS at least 2 above it.
+# PADDLEOCR_VL_CONCURRENCY. `python -m function serve` sets THREADS to OCR_CONCURRENCY + OCR_QUEUE_SIZE + 2
+# unless it is given, so that admission, not the server, decides who waits.
 # glibc's malloc with 2 arenas, not the CPU image's tcmalloc: tcmalloc is measured with the CPU engines
 # only (BENCHMARKS.md), not yet with Paddle on a GPU.
 ENV OCR_ENGINE=paddleocr-vl \
     WORKERS=1 \
-    THREADS=4 \
     PORT=8080 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \

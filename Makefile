@@ -41,7 +41,7 @@ $(ZLIB_NG): scripts/zlib-ng.sh scripts/zlib-ng.txt | $(BIN)/python
 	bash scripts/zlib-ng.sh $(dir $@) $(BIN)/python
 
 run: system-deps $(VENV)/.cpu $(ZLIB_NG)
-	$(SERVE_ENV) WORKERS=1 THREADS=$${THREADS:-4} $(BIN)/python -m function serve --port $(PORT)
+	$(SERVE_ENV) WORKERS=1 $(BIN)/python -m function serve --port $(PORT)
 
 # The rooms' import contract and the types of function/ (pyproject.toml), then the suite with the
 # coverage gate on function/ (COVERAGE_MIN percent of its lines run by the tests in this process;

@@ -115,7 +115,6 @@ def serve(args: argparse.Namespace) -> int:
     """functions-framework's app (`--source handler.py --target handle`) under functions-framework's
     own gunicorn application, plus a graceful timeout from the settings and a draining worker."""
     os.environ.setdefault("WORKERS", "1")
-    os.environ.setdefault("THREADS", "4")
     if args.engine:
         os.environ["OCR_ENGINE"] = args.engine
     os.chdir(ROOT)  # handler.py imports `function` from the repository root
@@ -127,6 +126,9 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    from function.lifecycle import serving_threads
+
+    os.environ["THREADS"] = str(serving_threads(settings, os.environ.get("THREADS")))
     gunicorn_app(args.host, args.port, settings).run()
     return 0
 

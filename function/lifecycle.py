@@ -36,6 +36,7 @@ NOT_PROCESSED = frozenset({401, 429, 503})
 # What SIGTERM leaves to requests in flight when OCR_DRAIN_SEC is unset and there is no deadline.
 DEFAULT_DRAIN_SEC = 630.0
 DRAIN_MARGIN_SEC = 30.0
+PROBE_THREADS = 2  # threads beyond admission's, for liveness and readiness probes and metrics
 
 
 def drain_seconds(settings: Settings) -> float:
@@ -46,6 +47,26 @@ def drain_seconds(settings: Settings) -> float:
     if settings.deadline_sec:
         return settings.deadline_sec + DRAIN_MARGIN_SEC
     return DEFAULT_DRAIN_SEC
+
+
+def serving_threads(settings: Settings, configured: str | None = None) -> int:
+    """Threads for the worker: enough for every document admission lets in or keeps waiting, plus
+    room for probes, so that admission answers 429 instead of requests queueing unseen in the
+    server (THREADS=4 with the defaults left 20 uploads waiting in gunicorn and liveness failing).
+    A THREADS below that is kept, with a warning."""
+    needed = settings.concurrency + settings.queue_size + PROBE_THREADS
+    if configured is None or not configured.strip():
+        return needed
+    threads = int(configured)
+    if threads < needed:
+        log.warning(
+            "THREADS=%d is below OCR_CONCURRENCY + OCR_QUEUE_SIZE + %d = %d: requests past it wait "
+            "in the server, unseen by admission, and probes may wait behind them",
+            threads,
+            PROBE_THREADS,
+            needed,
+        )
+    return threads
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:

@@ -31,7 +31,9 @@ class FunctionServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, "WORKERS": "1", "THREADS": "4", "PYTHONUNBUFFERED": "1", **env}
+        # `serve` derives THREADS from admission (function/lifecycle.py) as the images do.
+        threads = {} if serve else {"THREADS": "4"}
+        self.env = {**os.environ, "WORKERS": "1", **threads, "PYTHONUNBUFFERED": "1", **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 

@@ -186,7 +186,8 @@ def test_container_concurrency_is_the_function_concurrency(service: Any) -> None
     assert int(notes["autoscaling.knative.dev/target"]) == conc
     assert notes["autoscaling.knative.dev/target-utilization-percentage"] == "100"
     # One worker (one model copy); threads enough for the documents plus probes.
-    assert env["WORKERS"] == "1" and int(env["THREADS"]) >= conc + 2
+    queue = int(env.get("OCR_QUEUE_SIZE", Settings().queue_size))
+    assert env["WORKERS"] == "1" and int(env["THREADS"]) >= conc + queue + 2
     if env.get("OCR_ENGINE") == "paddleocr-vl":
         assert paddleocr_vl.load_vl_settings(env).pipelines == conc
 
