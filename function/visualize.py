@@ -6,6 +6,7 @@ People judge an OCR result by looking at what the engine saw; this is that pictu
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Iterable, Iterator
 from functools import cache
 
@@ -26,6 +27,9 @@ COLOURS = {
     "formula": (0, 150, 150),
     "display_formula": (0, 150, 150),
 }
+# The most pixels a layout picture has: a page is scaled down by a whole factor to fit (about
+# 1320 x 1870 for A4), enough to read every box and label.
+PICTURE_PIXELS = 2_500_000
 OTHER = (120, 120, 120)  # marginalia and labels without a colour of their own
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -39,14 +43,17 @@ def _font(size: int) -> Font:
 
 
 def draw_layout(image: Image.Image, page: Page) -> Image.Image:
-    """A copy of the page image with every block's box, label and reading-order number."""
+    """A copy of the page image with every block's box, label and reading-order number. The image
+    may be the page scaled down (`KeepPages`): boxes are scaled from the page's size to it."""
     out = image.convert("RGB")  # always a copy, even for an RGB page
     draw = ImageDraw.Draw(out)
     width = max(2, round(min(out.size) / 400))
     font = _font(max(12, round(min(out.size) / 60)))
+    sx, sy = out.width / (page.width or out.width), out.height / (page.height or out.height)
     for block in page.blocks:
         colour = COLOURS.get(block.label, OTHER)
         x0, y0, x1, y1 = block.bbox
+        x0, y0, x1, y1 = round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
         caption = block.label if block.order is None else f"{block.order} {block.label}"
         _caption(draw, (x0, y0), caption, colour, font)
@@ -72,27 +79,36 @@ def to_png(image: Image.Image) -> bytes:
 
 
 class KeepPages:
-    """Hands the pages on to the engine and keeps each image by page index, to draw on afterwards.
-
-    Memory: every selected page stays in memory until the Document is back (at most OCR_MAX_PAGES);
-    only requests that ask for pictures pay it, and `layout_pngs` turns them into compressed PNGs."""
+    """Hands the pages on to the engine and keeps each one, to draw on afterwards, as a JPEG of at
+    most `PICTURE_PIXELS`: a few hundred KB a page instead of its full pixels (an A4 page at 200 dpi
+    is 46 MB decoded), so a 200-page document asked with `visualize` stays within the pod's memory."""
 
     def __init__(self, pages: Iterable[PageImage]) -> None:
         self._pages = pages
-        self.images: dict[int, Image.Image] = {}
+        self.images: dict[int, bytes] = {}
 
     def __iter__(self) -> Iterator[PageImage]:
         for page in self._pages:
-            self.images[page.index] = page.image
+            self.images[page.index] = _reduced_jpeg(page.image)
             yield page
 
 
-def layout_pngs(document: Document, images: dict[int, Image.Image]) -> dict[int, bytes]:
-    """1-based page number -> PNG of its layout picture; the kept page images are released."""
+def _reduced_jpeg(image: Image.Image) -> bytes:
+    factor = math.ceil(math.sqrt(image.width * image.height / PICTURE_PIXELS))
+    small = image.reduce(factor) if factor > 1 else image
+    buf = io.BytesIO()
+    small.convert("RGB").save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def layout_pngs(document: Document, images: dict[int, bytes]) -> dict[int, bytes]:
+    """1-based page number -> PNG of its layout picture, drawn one page at a time; the kept pages
+    are released as they are drawn."""
     pngs = {}
     for page in sorted(document.pages, key=lambda p: p.index):
-        image = images.pop(page.index, None)
-        if image is not None:
-            pngs[page.index + 1] = to_png(draw_layout(image, page))
+        kept = images.pop(page.index, None)
+        if kept is not None:
+            with Image.open(io.BytesIO(kept)) as image:
+                pngs[page.index + 1] = to_png(draw_layout(image, page))
     images.clear()
     return pngs

@@ -8,8 +8,9 @@ import pytest
 import requests
 from PIL import Image, ImageChops
 
-from function.document import Block, Page
-from function.visualize import draw_layout
+from function.document import Block, Document, Page
+from function.engines.base import PageImage
+from function.visualize import PICTURE_PIXELS, KeepPages, draw_layout, layout_pngs
 from tests.server import FunctionServer
 from tests.test_http_inputs import text_image
 
@@ -34,6 +35,26 @@ def test_picture_has_the_page_size_and_boxes_only_where_blocks_are() -> None:
     assert changed(drawn, page, (BOX[0], BOX[1] - 40, BOX[0] + 60, BOX[1]))  # the label tab above
     assert not changed(drawn, page, (0, 600, 800, 1000))  # far from the block
     assert not changed(drawn, page, (BOX[0] + 10, BOX[1] + 10, BOX[2] - 10, BOX[3] - 10))  # inside it
+
+
+def test_pages_kept_for_pictures_are_small_and_their_boxes_scaled() -> None:
+    """`visualize` on a long document keeps each page as a reduced JPEG, not its pixels (an A4 page at
+    300 dpi is 34 MB decoded; 200 of them would not fit a pod), and draws on the reduced page."""
+    side = (2480, 3508)  # A4 at 300 dpi
+    big = Image.new("RGB", side, "white")
+    kept = KeepPages([PageImage(0, big), PageImage(1, big.copy())])
+    assert [p.index for p in kept] == [0, 1]
+    assert all(len(jpeg) < 200_000 for jpeg in kept.images.values())
+    box = (1240, 1754, 2232, 3157)  # the lower right quarter of the page
+    page = Page(0, side[0], side[1], [Block(0, "text", box, order=0)])
+    pngs = layout_pngs(Document(pages=[page]), kept.images)
+    assert list(pngs) == [1] and kept.images == {}  # drawn pages are let go
+    picture = Image.open(io.BytesIO(pngs[1])).convert("RGB")
+    assert picture.width * picture.height <= PICTURE_PIXELS
+    scale = picture.width / side[0]
+    x0, y0 = round(box[0] * scale), round(box[1] * scale)
+    assert picture.getpixel((x0, y0 + 20)) != (255, 255, 255)  # the box's left edge, where it scaled to
+    assert picture.getpixel((x0 // 2, y0 + 20)) == (255, 255, 255)  # white left of it
 
 
 def test_label_and_order_are_written() -> None:
