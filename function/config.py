@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from function import memory
 from function.errors import ConfigError
 
 MB = 1024 * 1024
@@ -20,7 +21,7 @@ class Settings:
     public_base_url: str | None = None  # base of result URLs; else the request's own host
     url_expires_sec: int = 3600
     max_bytes: int = 50 * MB
-    max_pixels: int = 100_000_000
+    max_pixels: int = 100_000_000  # lowered at load to what the memory limit allows (memory.py)
     max_pages: int = 200
     pdf_dpi: int = 200
     url_fetch_timeout_sec: float = 30.0
@@ -34,6 +35,8 @@ class Settings:
     deadline_sec: float = 600.0  # per-document budget, checked between pages; 0 = none (504 when over)
     # The longest a PDF may take to open, or one of its pages to render, in its renderer process.
     render_timeout_sec: float = 60.0
+    # The pod's memory in MiB (0: the cgroup's limit); the largest page is derived from it (memory.py).
+    memory_limit_mb: int = 0
     # The front (`python -m function serve`) reads each request whole before a thread takes it: the
     # head within header_timeout_sec, the body pausing at most body_idle_timeout_sec and taking at
     # most body_timeout_sec in all (408 past any of them).
@@ -110,6 +113,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_QUEUE_WAIT_SEC": ("queue_wait_sec", float),
     "OCR_DEADLINE_SEC": ("deadline_sec", float),
     "OCR_RENDER_TIMEOUT_SEC": ("render_timeout_sec", float),
+    "OCR_MEMORY_LIMIT_MB": ("memory_limit_mb", int),
     "OCR_HEADER_TIMEOUT_SEC": ("header_timeout_sec", float),
     "OCR_BODY_IDLE_TIMEOUT_SEC": ("body_idle_timeout_sec", float),
     "OCR_BODY_TIMEOUT_SEC": ("body_timeout_sec", float),
@@ -173,6 +177,7 @@ _NOT_NEGATIVE = {
     "url_max_redirects",
     "drain_sec",
     "engine_threads",
+    "memory_limit_mb",
 }
 
 
@@ -187,7 +192,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{var} must be 0 or more, got {values[name]!r}")
     settings = Settings(**values)
     _check(settings)
-    return settings
+    return _within_memory(settings)
+
+
+def _within_memory(s: Settings) -> Settings:
+    """`s` with `max_pixels` no larger than the pod's memory allows at its concurrency (memory.py)."""
+    model = memory.MODELS.get(s.engine)
+    limit = s.memory_limit_mb * MB if s.memory_limit_mb else memory.cgroup_limit()
+    if model is None or limit is None:
+        return s
+    budget = model.pixel_budget(limit, s.concurrency)
+    if budget < memory.MIN_PAGE_PIXELS:
+        raise ConfigError(
+            f"a memory limit of {limit // MB} MiB leaves {budget} pixels a page for {s.concurrency} "
+            f"document(s) at once on {s.engine} (an A4 page at 150 dpi has {memory.MIN_PAGE_PIXELS}); "
+            "raise the limit (OCR_MEMORY_LIMIT_MB or the container's) or lower OCR_CONCURRENCY"
+        )
+    return replace(s, max_pixels=min(s.max_pixels, budget), memory_limit_mb=limit // MB)
 
 
 def parse_env(table: Mapping[str, tuple[str, Any]], env: Mapping[str, str]) -> dict[str, Any]:

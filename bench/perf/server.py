@@ -1,6 +1,6 @@
 """The function as `make run` and the images start it (`python -m function serve`: functions-framework's
-gunicorn, one worker, 4 threads, tcmalloc preloaded), its worker's memory, its start-up log, and a
-client that times documents through it."""
+gunicorn, one worker, threads derived from admission, tcmalloc preloaded), its worker's memory, its
+start-up log, and a client that times documents through it."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def allocator_name(env: dict[str, str]) -> str:
 
 
 # How `make run` and the images start the function (Makefile, Dockerfile.cpu).
-SERVER_ENV = {"WORKERS": "1", "THREADS": "4", **preload_env(tcmalloc_installed())}
+SERVER_ENV = {"WORKERS": "1", **preload_env(tcmalloc_installed())}  # THREADS: serve derives it
 
 
 def _free_port() -> int:
