@@ -12,6 +12,7 @@ from function import memory
 from function.errors import ConfigError
 
 MB = 1024 * 1024
+MULTIPART_OVERHEAD = MB
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class Settings:
     event_request_type: str = "ocr.document.requested"
     event_completed_type: str = "ocr.document.completed"
     event_failed_type: str = "ocr.document.failed"
+
+    @property
+    def body_limit(self) -> int:
+        """The largest request body: a document of `max_bytes` as base64, in a multipart envelope."""
+        return self.max_bytes * 4 // 3 + MULTIPART_OVERHEAD
 
 
 TRUE = frozenset({"1", "true", "yes", "on"})

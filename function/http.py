@@ -31,7 +31,6 @@ from function.service import Service
 log = logging.getLogger(__name__)
 
 RAW_TYPES = ("image/", "application/pdf", "application/octet-stream")
-MULTIPART_OVERHEAD = 1024 * 1024
 NO_DOCUMENT_BODY = 64 * 1024  # the most any route but POST / and /ocr reads
 TRY_PAGE = Path(__file__).parent / "static" / "index.html"
 OCR_PATHS = ("/", "/ocr")
@@ -118,7 +117,7 @@ class HttpTransport:
     def _ocr(self, request: flask.Request, ctx: RequestContext) -> flask.Response:
         # Room for base64 and form framing; a base64 form field may be as large (Werkzeug's default
         # for non-file form fields is 500 kB).
-        request.max_content_length = self.settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD
+        request.max_content_length = self.settings.body_limit
         request.max_form_memory_size = request.max_content_length
         if request.content_length and request.content_length > request.max_content_length:
             raise TooLarge(self._too_large_message())

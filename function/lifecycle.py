@@ -72,11 +72,9 @@ def serving_threads(settings: Settings, configured: str | None = None) -> int:
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """The gunicorn settings `python -m function serve` adds to functions-framework's own (and the
     front's limits, which the worker inherits through the fork)."""
-    from function.http import MULTIPART_OVERHEAD
-
     front.configure(
         front.FrontLimits(
-            body_limit=settings.max_bytes * 4 // 3 + MULTIPART_OVERHEAD,
+            body_limit=settings.body_limit,
             header_timeout=settings.header_timeout_sec,
             body_idle_timeout=settings.body_idle_timeout_sec,
             body_timeout=settings.body_timeout_sec,

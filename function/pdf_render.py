@@ -172,17 +172,21 @@ def _spawn(limit: int, cpu_seconds: int) -> tuple[subprocess.Popen[bytes], Conne
 class _Duplex(Connection):
     """A Connection reading one pipe and writing another (the stdlib's takes one fd for both)."""
 
+    # Connection's private hooks (_send, _close) are where it writes and closes; overridden so writes
+    # go to the other pipe and both are closed.
+
     def __init__(self, read_fd: int, write_fd: int) -> None:
         super().__init__(read_fd)
+        self._read_fd = read_fd
         self._write_fd = write_fd
 
-    def _send(self, buf: bytes, write: Any = os.write) -> None:  # type: ignore[override]
+    def _send(self, buf: bytes, write: Any = os.write) -> None:
         view = memoryview(buf)
         while view:
             view = view[write(self._write_fd, view) :]
 
-    def _close(self, _close: Any = os.close) -> None:  # type: ignore[override]
-        _close(self._handle)
+    def _close(self, _close: Any = os.close) -> None:
+        _close(self._read_fd)
         _close(self._write_fd)
 
 
