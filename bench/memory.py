@@ -53,7 +53,7 @@ def measure_here(engine_name: str, mpx: float) -> dict[str, float]:
     engine.load()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here on
     idle = _status("VmRSS")
-    _, pages = service.open_document(buf.getvalue(), Options(), settings)
+    pages = service.open_pages(buf.getvalue(), Options(), settings)
     engine.predict(pages, Options())
     peak = _status("VmHWM") - idle
     return {"engine": engine_name, "pixels": pixels, "idle_mb": idle / MB, "page_mb": peak / MB}
