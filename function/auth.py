@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 
+from function import trypage
 from function.config import Settings
 from function.errors import Unauthorized
 
@@ -27,8 +28,8 @@ def check(settings: Settings, method: str, path: str, authorization: str | None,
 def _is_open(settings: Settings, method: str, path: str) -> bool:
     if path in OPEN_PATHS or (path == "/metrics" and not settings.metrics_auth):
         return True
-    # The try-it page itself is static HTML; what it posts is checked like any request.
-    return method in ("GET", "HEAD") and path == "/" and settings.try_page
+    # The try-it page and its scripts are static files; what the page posts is checked like any request.
+    return method in ("GET", "HEAD") and path in trypage.FILES and settings.try_page
 
 
 def _known(presented: str, keys: tuple[str, ...]) -> bool:

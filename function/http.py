@@ -11,14 +11,13 @@ import logging
 import re
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 
-from function import auth, events, logs, metrics, openapi, tracing
+from function import auth, events, logs, metrics, openapi, tracing, trypage
 from function.config import Settings
 from function.context import RequestContext
 from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 RAW_TYPES = ("image/", "application/pdf", "application/octet-stream")
 NO_DOCUMENT_BODY = 64 * 1024  # the most any route but POST / and /ocr reads
-TRY_PAGE = Path(__file__).parent / "static" / "index.html"
 OCR_PATHS = ("/", "/ocr")
 
 
@@ -93,7 +91,7 @@ class HttpTransport:
             if method == "HEAD":  # endpoint probes (MinIO checks its webhook target this way)
                 return flask.Response(status=200)
             if method == "GET" and path == "/" and self.settings.try_page:
-                return flask.Response(TRY_PAGE.read_bytes(), mimetype="text/html")
+                return trypage.response(path)
             raise MethodNotAllowed(f"{path} takes POST with a document; see GET /health for status")
         if path == "/test/s3-upload":
             if method != "POST":
@@ -101,6 +99,8 @@ class HttpTransport:
             return self.ops.probe_store()
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
+        if path in trypage.FILES and self.settings.try_page:
+            return trypage.response(path)
         if path == "/files" or path.startswith("/files/"):
             return self.ops.files(path[len("/files/") :] if path != "/files" else "")
         route = {

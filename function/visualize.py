@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from functools import cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from function.document import Document, Page
+from function.document import Block, Document, Page
 from function.engines.base import PageImage
 
 # One colour per label family, so a title, a table and a picture read apart at a glance.
@@ -42,34 +43,87 @@ def _font(size: int) -> Font:
         return ImageFont.load_default()
 
 
+Rect = tuple[int, int, int, int]
+
+
+def caption(block: Block) -> str:
+    """The tab's text: the block's place in reading order counted from 1 (document.json's `order`
+    + 1, as the try-it page shows it), then its label; marginalia have no place, only the label."""
+    return block.label if block.order is None else f"{block.order + 1} {block.label}"
+
+
 def draw_layout(image: Image.Image, page: Page) -> Image.Image:
     """A copy of the page image with every block's box, label and reading-order number. The image
     may be the page scaled down (`KeepPages`): boxes are scaled from the page's size to it."""
     out = image.convert("RGB")  # always a copy, even for an RGB page
     draw = ImageDraw.Draw(out)
     width = max(2, round(min(out.size) / 400))
-    font = _font(max(12, round(min(out.size) / 60)))
-    sx, sy = out.width / (page.width or out.width), out.height / (page.height or out.height)
-    for block in page.blocks:
-        colour = COLOURS.get(block.label, OTHER)
-        x0, y0, x1, y1 = block.bbox
-        x0, y0, x1, y1 = round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)
-        draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
-        caption = block.label if block.order is None else f"{block.order} {block.label}"
-        _caption(draw, (x0, y0), caption, colour, font)
+    blocks = _scaled(page, out.size)
+    for block in blocks:
+        draw.rectangle(block.bbox, outline=COLOURS.get(block.label, OTHER), width=width)
+    font = _font(label_size(out.size))
+    for block, tab in place_tabs(blocks, out.size, lambda text: _text_size(draw, text, font)):
+        draw.rectangle(tab, fill=COLOURS.get(block.label, OTHER))
+        left, top, _, _ = draw.textbbox((0, 0), caption(block), font=font)
+        draw.text((tab[0] + PAD - left, tab[1] + PAD - top), caption(block), fill="white", font=font)
     return out
 
 
-def _caption(
-    draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, colour: tuple[int, ...], font: Font
-) -> None:
-    """White text on a tab of the box's colour above its top-left corner (inside it at the page top),
-    so the tab does not hide the text it labels."""
+def _scaled(page: Page, size: tuple[int, int]) -> list[Block]:
+    """The page's blocks with their boxes in the pixels of a picture of `size`."""
+    sx, sy = size[0] / (page.width or size[0]), size[1] / (page.height or size[1])
+    if (sx, sy) == (1, 1):
+        return list(page.blocks)
+
+    def scale(box: Rect) -> Rect:
+        return round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+
+    return [replace(b, bbox=scale(b.bbox)) for b in page.blocks]
+
+
+def label_size(size: tuple[int, int]) -> int:
+    """Font pixels for a page: about 1/45 of its width (at least 14), so a picture shown in half a
+    screen still has labels of about 16 screen pixels (an A4 page at 200 DPI: 37 px)."""
+    return max(14, round(min(size) / 45))
+
+
+PAD = 3  # pixels between a tab's edge and its text
+
+
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font: Font) -> tuple[int, int]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    height = bottom - top + 4
-    x, y = at[0], at[1] - height if at[1] >= height else at[1]
-    draw.rectangle((x, y, x + right - left + 4, y + height), fill=colour)
-    draw.text((x + 2 - left, y + 2 - top), text, fill="white", font=font)
+    return right - left, bottom - top
+
+
+def place_tabs(
+    blocks: Iterable[Block], size: tuple[int, int], measure: Callable[[str], tuple[int, int]]
+) -> list[tuple[Block, Rect]]:
+    """Each block's label tab, placed where it hides no tab placed before it: above the box's top-left
+    corner, else inside it, else at its top-right or bottom-left corner, else stepped down the box's
+    left edge. Blocks in reading order go first, so the body's tabs get the best places."""
+    placed: list[tuple[Block, Rect]] = []
+    for block in sorted(blocks, key=lambda b: (b.order is None, b.order or 0)):
+        text_w, text_h = measure(caption(block))
+        w, h = text_w + 2 * PAD, text_h + 2 * PAD
+        x0, y0, x1, y1 = block.bbox
+        candidates = [(x0, y0 - h), (x0, y0), (x1 - w, y0 - h), (x1 - w, y0), (x0, y1), (x0, y1 - h)]
+        candidates += [(x0, y0 + k * h) for k in range(1, max(1, (y1 - y0) // h))]
+        tabs = [_clamp((x, y, x + w, y + h), size) for x, y in candidates]
+        free = (t for t in tabs if not any(_overlap(t, other) for _, other in placed))
+        placed.append((block, next(free, tabs[0])))
+    return placed
+
+
+def _clamp(rect: Rect, size: tuple[int, int]) -> Rect:
+    """The rectangle moved, not shrunk, to lie inside the page."""
+    x0, y0, x1, y1 = rect
+    dx = max(0, -x0) - max(0, x1 - size[0])
+    dy = max(0, -y0) - max(0, y1 - size[1])
+    return x0 + dx, y0 + dy, x1 + dx, y1 + dy
+
+
+def _overlap(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def to_png(image: Image.Image) -> bytes:

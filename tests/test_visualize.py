@@ -10,7 +10,15 @@ from PIL import Image, ImageChops
 
 from function.document import Block, Document, Page
 from function.engines.base import PageImage
-from function.visualize import PICTURE_PIXELS, KeepPages, draw_layout, layout_pngs
+from function.visualize import (
+    PICTURE_PIXELS,
+    KeepPages,
+    caption,
+    draw_layout,
+    label_size,
+    layout_pngs,
+    place_tabs,
+)
 from tests.server import FunctionServer
 from tests.test_http_inputs import text_image
 
@@ -62,6 +70,34 @@ def test_label_and_order_are_written() -> None:
     one = draw_layout(page, Page(0, 800, 1000, [Block(0, "text", BOX, order=0)]))
     other = draw_layout(page, Page(0, 800, 1000, [Block(0, "table", BOX, order=7)]))
     assert changed(one, other, (BOX[0], BOX[1] - 40, BOX[2], BOX[1]))
+
+
+def test_numbers_count_from_one_as_the_try_page_shows_them() -> None:
+    """One numbering everywhere: the first block in reading order is 1 (document.json's order 0);
+    the try-it page shows these pictures, so it cannot disagree."""
+    assert caption(Block(0, "doc_title", BOX, order=0)) == "1 doc_title"
+    assert caption(Block(1, "text", BOX, order=6)) == "7 text"
+    assert caption(Block(2, "header", BOX)) == "header"
+
+
+def test_tabs_of_overlapping_boxes_do_not_hide_each_other() -> None:
+    """Boxes stacked on one another (nested, shifted, the same box twice, one at the page's edge):
+    every tab lies on the page and no two tabs overlap."""
+    boxes = [(100, 100, 700, 900), (100, 100, 700, 900), (110, 105, 690, 300), (100, 120, 400, 200),
+             (0, 0, 800, 60), (600, 950, 800, 1000)]  # fmt: skip
+    blocks = [Block(i, "text", box, order=i) for i, box in enumerate(boxes)]
+    placed = place_tabs(blocks, (800, 1000), lambda text: (10 * len(text), 20))
+    tabs = [tab for _, tab in placed]
+    assert sorted(b.id for b, _ in placed) == list(range(len(boxes)))
+    for i, a in enumerate(tabs):
+        assert min(a[0], a[1]) >= 0 and a[2] <= 800 and a[3] <= 1000, a
+        for b in tabs[i + 1 :]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
+def test_labels_scale_with_the_page() -> None:
+    """An A4 page at 200 DPI gets labels of 37 px: about 16 screen pixels at half a 1400 px screen."""
+    assert label_size((1654, 2339)) == 37 and label_size((300, 200)) == 14
 
 
 @pytest.mark.slow
