@@ -21,8 +21,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.cpu: $(BIN)/python requirements.txt requirements-cpu.txt
+# The project itself, editable, for the `ocr-function` command (from any directory; `serve` still
+# runs handler.py from this checkout).
+$(VENV)/.cpu: $(BIN)/python requirements.txt requirements-cpu.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements-cpu.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.cpu requirements-dev.txt

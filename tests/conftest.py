@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import AppServer, app_server
-from tests.server import FunctionServer
+from tests.server import ROOT, FunctionServer
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +100,32 @@ def engine_calls(server: FunctionServer | AppServer) -> float:
     match = re.search(r"^ocr_engine_calls_total (\S+)$", text, re.MULTILINE)
     assert match, text
     return float(match.group(1))
+
+
+# --- the project installed as a user's venv has it (make: pip install -e .) -------------------------
+
+
+@pytest.fixture(scope="session")
+def installed_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin/ folder of a fresh venv with this project installed editable, as the Makefile installs
+    it: its `ocr-function` command runs from any directory. The venv reads its dependencies from the
+    test venv's site-packages (a .pth file) instead of downloading them again, and builds without
+    isolation (setuptools and wheel from requirements-dev.txt)."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    dev_site = sysconfig.get_paths()["purelib"]
+    (Path(site) / "dev-venv.pth").write_text(f"import site; site.addsitedir({dev_site!r})\n")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return venv / "bin"
