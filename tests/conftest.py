@@ -10,6 +10,15 @@ from tests.fakes import AppServer, app_server
 from tests.server import ROOT, FunctionServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the real paddleocr/paddlex packages (the `paddle` fixture, directly or through
+    another fixture) are marked `paddle`: `make test` runs them in .venv-paddle only (`-m paddle`)
+    and leaves them out of the main venv's run (`-m "not paddle"`), where they could only skip."""
+    for item in items:
+        if "paddle" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.paddle)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
     """One real function process with the rapidocr engine and a local store, ready."""
