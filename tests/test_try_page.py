@@ -83,6 +83,7 @@ def browser_page(server: FunctionServer) -> Iterator[Any]:
             own = (server.url, "blob:", "data:")
             page.on("request", lambda r: r.url.startswith(own) or elsewhere.append(r.url))
             page.goto(server.url + "/")
+            assert not errors, errors  # a script that does not even load fails here, not on a timeout
             yield page
         finally:
             browser.close()
