@@ -92,7 +92,7 @@ PAD = 3  # pixels between a tab's edge and its text
 
 def _text_size(draw: ImageDraw.ImageDraw, text: str, font: Font) -> tuple[int, int]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    return right - left, bottom - top
+    return round(right - left), round(bottom - top)
 
 
 def place_tabs(
