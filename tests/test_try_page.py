@@ -9,6 +9,7 @@ Chromium is Debian's (`scripts/system-deps.sh`), driven by Playwright's Python A
 from __future__ import annotations
 
 import io
+import math
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import pytest
 import requests
 from PIL import Image
 
+from function.visualize import PICTURE_PIXELS
 from tests import devset
 from tests.server import ROOT, FunctionServer
 from tests.synthetic import english_page
@@ -147,7 +149,10 @@ def test_a_pdf_shows_every_page_with_its_boxes(server: FunctionServer, tmp_path:
         shown = recognise(page, pdf, "try-page-pdf.png")
     assert [p["caption"] for p in shown["pages"]] == ["page 1", "page 2"]
     for p, name in zip(shown["pages"], [devset.FILING, devset.FIGURES], strict=True):
-        assert abs(p["width"] - devset.page(name).width) <= 2, p  # the page at its own size
+        # The page itself, scaled down by a whole factor to at most PICTURE_PIXELS (visualize.py).
+        width = devset.page(name).width
+        factor = math.ceil(math.sqrt(width * devset.page(name).height / PICTURE_PIXELS))
+        assert abs(p["width"] - width / factor) <= 2, p
         assert 600 <= p["shownWidth"] <= 700, p  # half the window
     assert_rendered_markdown(shown)
     assert shown["images"] and all(shown["images"]), shown  # the journal page's photographs, loaded
