@@ -66,6 +66,12 @@ class Settings:
     # Events: objects under these extra prefixes ("bucket/prefix" or "prefix") are never processed,
     # on top of the result store's own location (no loops when input and output share a bucket).
     event_skip_prefixes: tuple[str, ...] = ()
+    # Where `s3_uri` and storage events may read documents ("bucket" or "bucket/prefix"); empty: the
+    # result store's bucket only. The function's credentials may reach more than its callers should.
+    input_buckets: tuple[str, ...] = ()
+    # Host names whose `Host` header may become the base of local result URLs when
+    # OCR_PUBLIC_BASE_URL is unset; another host is refused (400), not echoed into the answer.
+    trusted_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     event_source: str = "/ocr-function"
     event_request_type: str = "ocr.document.requested"
     event_completed_type: str = "ocr.document.completed"
@@ -139,6 +145,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "S3_FORCE_PATH_STYLE": ("s3_force_path_style", boolean),
     "OCR_TRY_PAGE": ("try_page", boolean),
     "OCR_EVENT_SKIP_PREFIXES": ("event_skip_prefixes", prefixes),
+    "OCR_INPUT_BUCKETS": ("input_buckets", prefixes),
+    "OCR_TRUSTED_HOSTS": ("trusted_hosts", keys),
     "OCR_EVENT_SOURCE": ("event_source", str),
     "OCR_EVENT_REQUEST_TYPE": ("event_request_type", str),
     "OCR_EVENT_COMPLETED_TYPE": ("event_completed_type", str),

@@ -3,6 +3,7 @@ one log line and the metrics will say about it. Passed along explicitly (no `fla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ class RequestContext:
     ocr: bool = False  # POST / or /ocr: a document or an event, counted and logged as one
     outcome: str = "unknown"  # success, cached, skipped, failed, or an error code
     log: dict[str, Any] = field(default_factory=dict)  # fields of the request's log line
+    # Whether the client has closed its connection (the server's socket says; never, elsewhere).
+    client_gone: Callable[[], bool] = lambda: False
 
     def record(self, result: Result, input_type: str) -> None:
         """One document answered: its outcome and what the log line says of it."""

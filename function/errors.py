@@ -56,6 +56,12 @@ class UpstreamFailed(OCRError):
     status, code = 502, "upstream_failed"
 
 
+class InsufficientStorage(OCRError):
+    """The result store has no room (a full disk): retryable, and readiness says so meanwhile."""
+
+    status, code = 507, "insufficient_storage"
+
+
 class NotReady(OCRError):
     status, code = 503, "not_ready"
 
@@ -76,9 +82,17 @@ ERRORS: tuple[type[OCRError], ...] = (
     Undecodable,
     Busy,
     UpstreamFailed,
+    InsufficientStorage,
     NotReady,
     DeadlineExceeded,
 )
+
+
+class ClientGone(OCRError):
+    """The client closed its connection while its document was read: the work stops between pages.
+    Nobody reads this answer (nginx's 499); it is logged and counted."""
+
+    status, code = 499, "client_closed_request"
 
 
 class ConfigError(Exception):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 import uuid
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -26,6 +29,7 @@ from function.lifecycle import Recycler
 from function.ops import Ops
 from function.responses import answer, error_body
 from function.service import Service
+from function.sources import clip
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class HttpTransport:
             request_id=_request_id(request.headers.get("X-Request-Id")),
             trace=tracing.from_header(request.headers.get("traceparent")),
             ocr=request.method == "POST" and path in OCR_PATHS,
+            client_gone=partial(_peer_closed, request.environ.get("gunicorn.socket")),
         )
         request.max_content_length = NO_DOCUMENT_BODY  # routes without a document; _ocr raises it
         self.ops.runtime.start()
@@ -102,7 +107,8 @@ class HttpTransport:
         if path in trypage.FILES and self.settings.try_page:
             return trypage.response(path)
         if path == "/files" or path.startswith("/files/"):
-            return self.ops.files(path[len("/files/") :] if path != "/files" else "")
+            key = path[len("/files/") :] if path != "/files" else ""
+            return self.ops.files(key, request.args, self._base_url(request) if key else "")
         route = {
             "/health": self.ops.health,
             "/health/live": lambda: flask.jsonify({"status": "alive"}),
@@ -121,7 +127,7 @@ class HttpTransport:
         request.max_form_memory_size = request.max_content_length
         if request.content_length and request.content_length > request.max_content_length:
             raise TooLarge(self._too_large_message())
-        base_url = self.settings.public_base_url or request.host_url
+        base_url = self._base_url(request)
         if events.is_cloudevent(request.headers, request.mimetype):
             incoming = events.read_cloudevent(request.headers, request.get_data(), request.mimetype)
             return _reply(events.respond(incoming, ctx, self.intake, self.service, base_url))
@@ -131,6 +137,21 @@ class HttpTransport:
             return _reply(events.respond(incoming, ctx, self.intake, self.service, base_url))
         source, options = self._document(request, body)
         return flask.jsonify(answer(self.service, ctx, source, options, base_url))
+
+    def _base_url(self, request: flask.Request) -> str:
+        """This function's address for local result URLs: OCR_PUBLIC_BASE_URL, else the request's own
+        host if it is one of OCR_TRUSTED_HOSTS — never an arbitrary Host header, which would point
+        the answer's links at whoever sent it. S3 results need none (presigned or public URLs)."""
+        if self.settings.public_base_url or self.service.store.kind != "local":
+            return self.settings.public_base_url or ""
+        host = urlsplit("//" + request.host).hostname or ""
+        if host not in self.settings.trusted_hosts:
+            raise BadRequest(
+                f"the Host header {clip(request.host)!r} is not one of OCR_TRUSTED_HOSTS "
+                f"({', '.join(self.settings.trusted_hosts)}), and local result URLs are built from it; "
+                "set OCR_PUBLIC_BASE_URL to this function's public address, or add the host"
+            )
+        return request.host_url
 
     def _document(self, request: flask.Request, body: Any) -> tuple[Any, Any]:
         """The request's document and options, read by the one parser as its content type says."""
@@ -225,3 +246,16 @@ def error_response(exc: OCRError, request_id: str) -> flask.Response:
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ocr-function"'
     return response
+
+
+def _peer_closed(sock: socket.socket | None) -> bool:
+    """Whether the client has closed its side: the request was read whole before the app ran (the
+    front, front.py), so the socket reads end-of-file only once the client has gone."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # open, nothing more sent
+    except OSError:
+        return True  # reset

@@ -55,7 +55,15 @@ class Intake:
         return from_bytes(data, filename, input_type, self.settings.max_bytes), Options.parse(query or {})
 
     def s3_object(self, bucket: str, key: str, filename: str | None, input_type: str) -> Source:
-        return from_s3(self.s3, bucket, key, filename, input_type, self.settings.max_bytes)
+        return from_s3(self.s3, bucket, key, filename, input_type, self.settings.max_bytes, self.input_places)
+
+    @property
+    def input_places(self) -> tuple[str, ...]:
+        """Where documents may be read from S3: OCR_INPUT_BUCKETS, else the result store's bucket."""
+        if self.settings.input_buckets:
+            return self.settings.input_buckets
+        store = self.settings.store
+        return (store[len("s3://") :].split("/", 1)[0],) if store.startswith("s3://") else ()
 
     def _document(self, fields: Mapping[str, Any], files: Mapping[str, Upload]) -> Source:
         max_bytes = self.settings.max_bytes

@@ -24,10 +24,12 @@ ERROR_DESCRIPTIONS = {
     "method_not_allowed": "The route does not take this method",
     "too_large": "Bytes over OCR_MAX_BYTES, a page over OCR_MAX_PIXELS, pages over OCR_MAX_PAGES",
     "unsupported_media_type": "Not a PDF or one of the image formats read",
-    "undecodable_document": "A truncated image, a corrupt or encrypted PDF",
+    "undecodable_document": "A truncated image, a corrupt or encrypted PDF, a PDF page that will not "
+    "load or passes the renderer's memory or time limit",
     "busy": "Every slot (OCR_CONCURRENCY) is taken and the queue is full; retry after Retry-After",
     "internal_error": "A bug: logged with its traceback, the client sees no trace",
-    "upstream_failed": "image_url could not be fetched, or S3 failed",
+    "upstream_failed": "image_url could not be fetched, or S3 failed (a missing result bucket too)",
+    "insufficient_storage": "The local result store's disk is full; retry after Retry-After",
     "not_ready": "The engine is still loading or failed to load; retry after Retry-After",
     "deadline_exceeded": "The document ran past OCR_DEADLINE_SEC; nothing was stored",
 }

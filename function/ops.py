@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import flask
 
 from function import metrics
-from function.errors import NotFound, OCRError, UpstreamFailed
+from function.errors import BadRequest, NotFound, OCRError, UpstreamFailed
 from function.runtime import Runtime
+from function.sources import clip
 from function.store import LocalStore, ResultStore, content_type
+
+LIST_LIMIT = 1000  # result keys in one page of `GET /files`
 
 
 class Ops:
@@ -69,18 +74,43 @@ class Ops:
             steps[step] = "ok"
         return flask.jsonify({"status": "ok", "store": store.kind, "uri": store.uri(key), "steps": steps})
 
-    def files(self, key: str) -> flask.Response:
+    def files(self, key: str, args: Mapping[str, str], base_url: str) -> flask.Response:
+        """One stored result file (served from the local store; a redirect to its presigned URL in
+        S3), or with no key a page of the stored files' keys: `?limit=` (at most LIST_LIMIT) after
+        `?after=`, and the next page's link. Listing is off while OCR_API_KEYS is set: every key
+        would list every caller's results; each answer's own URLs still reach them."""
         store = self.store
-        if not isinstance(store, LocalStore):
-            raise NotFound("/files serves the local result store only; results are in " + store.kind)
-        if not key:
-            return flask.jsonify({"files": store.list()})
-        return flask.Response(store.get(key), mimetype=content_type(key))
+        if key:
+            if isinstance(store, LocalStore):
+                return flask.Response(store.get(key), content_type=content_type(key))
+            if not store.exists(key):
+                raise NotFound(f"no result at {clip(key)!r}")
+            return flask.Response(status=302, headers={"Location": store.url(key, base_url)})
+        if self.runtime.settings.api_keys:
+            raise NotFound(
+                "listing results is off while OCR_API_KEYS is set (it would show every caller's "
+                "results); the URLs in each answer reach its own"
+            )
+        limit = _limit(args.get("limit"))
+        after = args.get("after", "")
+        keys = store.page(after, limit + 1)
+        body: dict[str, Any] = {"files": keys[:limit], "next": None}
+        if len(keys) > limit:
+            body["next"] = "/files?" + urlencode({"after": keys[limit - 1], "limit": limit})
+        return flask.jsonify(body)
 
     @staticmethod
     def metrics() -> flask.Response:
         body, ctype = metrics.exposition()
         return flask.Response(body, content_type=ctype)
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return LIST_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT:
+        raise BadRequest(f"'limit' must be a whole number from 1 to {LIST_LIMIT}, got {clip(raw)!r}")
+    return int(raw)
 
 
 def _expect(got: bytes, want: bytes) -> None:

@@ -102,13 +102,31 @@ class Options:
             visualize=parse_bool("visualize", fields.get("visualize", False)),
         )
 
-    def output_affecting(self) -> dict[str, str]:
-        """The options that change the result (part of the cache key)."""
+    def output_affecting(self, selected: list[int] | None = None, page_count: int = 0) -> dict[str, str]:
+        """The options that change the result (part of the cache key). Given the pages they select
+        from the document, `pages` is keyed by that selection, not its spelling: `1-3` of a 3-page PDF
+        is the whole document, and `1,2,3` is `1-3`."""
         out = {}
         if self.pages is not None:
-            out["pages"] = str(self.pages)
+            spelled = str(self.pages) if selected is None else spell_selection(selected, page_count)
+            if spelled is not None:
+                out["pages"] = spelled
         if self.lang:
             out["lang"] = self.lang
         if self.visualize:  # adds parts; absent when false so existing results keep their keys
             out["visualize"] = "true"
         return out
+
+
+def spell_selection(indices: list[int], page_count: int) -> str | None:
+    """0-based page indices as 1-based ranges in their order (`[0, 1, 2, 6]` -> `1-3,7`); None for the
+    whole document in order."""
+    if indices == list(range(page_count)):
+        return None
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ",".join(f"{a + 1}" if a == b else f"{a + 1}-{b + 1}" for a, b in runs)

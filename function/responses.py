@@ -21,7 +21,8 @@ def answer(
 ) -> dict[str, Any]:
     """Run one document through the service and render its answer; the request's log notes it."""
     ctx.log["input_type"] = source.input_type
-    result = service.run(Job.start(source, options, ctx.request_id, service.settings.deadline_sec))
+    budget = service.settings.deadline_sec
+    result = service.run(Job.start(source, options, ctx.request_id, budget, ctx.client_gone))
     ctx.record(result, source.input_type)
     return success_body(result, ctx.request_id, source.input_type, service.store, base_url)
 

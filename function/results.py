@@ -29,10 +29,15 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
+# Hex digits of the document's SHA-256 in its result's key: 128 bits, so two documents never share a
+# key by chance (48 bits did, at ~2^24 documents); a hit is also checked against the full hash.
+KEY_HASH_DIGITS = 32
+
+
 def result_prefix(filename: str, sha256: str, fingerprint: str, options: dict[str, str]) -> str:
-    """`<name>-<sha12>/<engine fingerprint>[-<options hash>]`: readable, and unique per output."""
+    """`<name>-<sha256[:32]>/<engine fingerprint>[-<options hash>]`: readable, and unique per output."""
     stem = filename.rsplit(".", 1)[0] or "document"
-    prefix = f"{stem}-{sha256[:12]}/{fingerprint}"
+    prefix = f"{stem}-{sha256[:KEY_HASH_DIGITS]}/{fingerprint}"
     if options:
         blob = json.dumps(options, sort_keys=True).encode()
         prefix += "-" + hashlib.sha256(blob).hexdigest()[:8]
@@ -158,14 +163,18 @@ def write(store: ResultStore, prefix: str, stored: list[Part], manifest: dict[st
     store.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, ensure_ascii=False).encode(), "application/json")
 
 
-def read(store: ResultStore, prefix: str, with_content: bool) -> Stored | None:
-    """The stored result (and content, checked against its checksums), or None if absent or broken."""
+def read(store: ResultStore, prefix: str, sha256: str, with_content: bool) -> Stored | None:
+    """The stored result of the document whose hash is `sha256` (and its content, checked against
+    its checksums), or None if absent, broken or another document's."""
     try:
         found = json.loads(store.get(f"{prefix}/{MANIFEST}"))
     except NotFound:
         return None
     except ValueError:
         log.warning("unreadable manifest under %s; running OCR again", prefix)
+        return None
+    if not isinstance(found, dict) or (found.get("document") or {}).get("sha256") != sha256:
+        log.warning("the result under %s is another document's (hash mismatch); running OCR again", prefix)
         return None
     if not with_content:
         return Stored(found)

@@ -79,12 +79,16 @@ class S3:
 
 
 class s3_errors:
-    """Maps botocore failures to the error vocabulary: missing -> 404, anything else -> 502 (retryable)."""
+    """Maps botocore failures to the error vocabulary. Reading: a missing or forbidden object -> 404
+    (what a caller may not read is not told apart from what does not exist). Writing (`writing=True`):
+    every failure, a missing bucket included, is a retryable 502 — the result store is this
+    function's own, and a bucket that is not there yet is an outage, not the caller's mistake."""
 
-    MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+    MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound", "AccessDenied", "403"})
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, *, writing: bool = False) -> None:
         self.action = action
+        self.writing = writing
 
     def __enter__(self) -> None:
         return None
@@ -94,7 +98,7 @@ class s3_errors:
 
         if isinstance(exc, ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in self.MISSING:
+            if code in self.MISSING and not self.writing:
                 raise NotFound(f"{self.action}: not found ({code})") from exc
             log.warning("%s failed: %s", self.action, exc)
             raise UpstreamFailed(f"{self.action} failed: {code or 'error'}", retry_after=5) from exc

@@ -15,7 +15,7 @@ from function import metrics, results
 from function.config import Settings
 from function.document import Document, EngineInfo, SourceInfo
 from function.engines.base import Engine
-from function.errors import BadRequest, DeadlineExceeded
+from function.errors import BadRequest, ClientGone, DeadlineExceeded
 from function.model import PageImage
 from function.options import Options
 from function.pages import PageLimits, PageSource, sniff
@@ -34,12 +34,21 @@ class Job:
     options: Options
     request_id: str
     deadline: float | None = None  # time.monotonic() by which the OCR must be done (OCR_DEADLINE_SEC)
+    # Whether whoever asked has gone away (a closed connection): asked between pages.
+    abandoned: Callable[[], bool] = lambda: False
 
     @classmethod
-    def start(cls, source: Source, options: Options, request_id: str, budget_sec: float) -> Job:
+    def start(
+        cls,
+        source: Source,
+        options: Options,
+        request_id: str,
+        budget_sec: float,
+        abandoned: Callable[[], bool] = lambda: False,
+    ) -> Job:
         """A job that starts now, with `budget_sec` seconds to finish (0: no deadline)."""
         deadline = time.monotonic() + budget_sec if budget_sec else None
-        return cls(source=source, options=options, request_id=request_id, deadline=deadline)
+        return cls(source, options, request_id, deadline, abandoned)
 
 
 @dataclass
@@ -108,24 +117,22 @@ class Service:
         with timings.stage("wait_engine"):
             engine = self.engine()
         source = describe(job.source, pages, engine, job.options)
-        prefix = results.result_prefix(
-            source.filename, source.sha256, engine.fingerprint, job.options.output_affecting()
-        )
-        if hit := self._cached(job, prefix, timings, began):
+        options = job.options.output_affecting(pages.selected, pages.page_count)
+        prefix = results.result_prefix(source.filename, source.sha256, engine.fingerprint, options)
+        if hit := self._cached(job, prefix, source.sha256, timings, began):
             return hit
         queued = time.perf_counter()
         with self.slot() as waited:
             timings.stages["queue"] = round(time.perf_counter() - queued, 4)
             # The same document, sent twice at once, may have been finished by the other request meanwhile.
-            if waited and (hit := self._cached(job, prefix, timings, began)):
+            if waited and (hit := self._cached(job, prefix, source.sha256, timings, began)):
                 return hit
             budget = self.settings.deadline_sec
-            in_time = _within(pages, job.deadline, len(pages.selected), budget)
+            in_time = _within(pages, job, len(pages.selected), budget)
             done = recognise(engine, in_time, job.options, source, timings)
             parts = results.parts(prefix, done.markdown, done.as_json, done.document.images)
             layout = results.layout_parts(prefix, done.layout)
             processed = len(done.document.pages)
-            options = job.options.output_affecting()
             manifest = results.manifest(
                 prefix, done.as_json, processed, options, parts, layout, timings.stages
             )
@@ -136,11 +143,11 @@ class Service:
         log.info("request %s: %d page(s) in %.2fs", job.request_id, processed, result.elapsed_sec)
         return result
 
-    def _cached(self, job: Job, prefix: str, timings: Timings, began: float) -> Result | None:
+    def _cached(self, job: Job, prefix: str, sha256: str, timings: Timings, began: float) -> Result | None:
         if job.options.force:
             return None
         with timings.stage("lookup"):
-            stored = results.read(self.store, prefix, job.options.return_content)
+            stored = results.read(self.store, prefix, sha256, job.options.return_content)
         if stored is None:
             return None
         metrics.CACHE_HITS.inc()
@@ -182,13 +189,13 @@ def describe(source: Source, pages: PageSource, engine: Engine, options: Options
     )
 
 
-def _within(
-    pages: Iterable[PageImage], deadline: float | None, total: int, budget: float
-) -> Iterator[PageImage]:
-    """The pages, until the deadline passes: checked before each page reaches the engine, so the
-    work stops between pages and nothing half-done is stored."""
+def _within(pages: Iterable[PageImage], job: Job, total: int, budget: float) -> Iterator[PageImage]:
+    """The pages, until the deadline passes or the client leaves: checked before each page reaches
+    the engine, so the work stops between pages and nothing half-done is stored."""
     for done, page in enumerate(pages):
-        if deadline is not None and time.monotonic() > deadline:
+        if job.abandoned():
+            raise ClientGone(f"the client closed its connection; stopped after {done} of {total} page(s)")
+        if job.deadline is not None and time.monotonic() > job.deadline:
             raise DeadlineExceeded(
                 f"the document ran past OCR_DEADLINE_SEC={budget:g}s: stopped after {done} of {total} "
                 "page(s) and stored nothing; send fewer pages (option 'pages') or raise the limit"

@@ -7,9 +7,11 @@ Keys are chosen by function/results.py.
 
 from __future__ import annotations
 
+import errno
 import logging
 import mimetypes
 import os
+import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -18,10 +20,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from function.config import Settings
-from function.errors import BadRequest, ConfigError, NotFound
+from function.errors import BadRequest, ConfigError, InsufficientStorage, NotFound
 from function.s3 import S3, s3_errors
 
 log = logging.getLogger(__name__)
+# Readiness fails below this much free space in the local store (a result is a few hundred KB).
+MIN_FREE_BYTES = 16 * 1024 * 1024
 # User metadata on every object we write, so storage events for our own results can be recognised.
 OUTPUT_MARKER = ("ocr-output", "1")
 
@@ -48,7 +52,8 @@ class ResultStore(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def list(self, prefix: str = "") -> list[str]: ...
+    def page(self, after: str, limit: int) -> list[str]:
+        """At most `limit` stored keys that come after `after` in the store's order (a page)."""
 
     @abstractmethod
     def uri(self, key: str) -> str: ...
@@ -88,13 +93,21 @@ class LocalStore(ResultStore):
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader never sees half a file, even if this process dies mid-write.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    f"the result directory has no room left for {key!r}; retry once space is freed",
+                    retry_after=30,
+                ) from exc
             raise
 
     def get(self, key: str) -> bytes:
@@ -109,9 +122,25 @@ class LocalStore(ResultStore):
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
-    def list(self, prefix: str = "") -> list[str]:
-        keys = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+    def page(self, after: str, limit: int) -> list[str]:
+        """Keys in the order of a walk that visits each directory's entries by name, so a page needs
+        no listing of the whole tree: directories wholly before `after` are not entered."""
+        cursor = tuple(after.split("/")) if after else ()
+        keys: list[str] = []
+
+        def walk(directory: Path, parts: tuple[str, ...]) -> None:
+            for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                if len(keys) >= limit:
+                    return
+                here = (*parts, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    if here >= cursor[: len(here)]:  # the cursor is inside it, or it comes later
+                        walk(Path(entry.path), here)
+                elif here > cursor and not entry.name.startswith(".tmp-") and entry.is_file():
+                    keys.append("/".join(here))
+
+        walk(self.root, ())
+        return keys
 
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
@@ -122,6 +151,9 @@ class LocalStore(ResultStore):
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"result directory {self.root} is not writable")
+        free = shutil.disk_usage(self.root).free
+        if free < MIN_FREE_BYTES:
+            raise OSError(f"result directory {self.root} is full: {free // 1024} KiB free")
 
 
 class S3Store(ResultStore):
@@ -146,7 +178,7 @@ class S3Store(ResultStore):
         return self.s3.client
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        with s3_errors(f"writing s3://{self.bucket}/{self.key(key)}"):
+        with s3_errors(f"writing s3://{self.bucket}/{self.key(key)}", writing=True):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.key(key),
@@ -170,15 +202,16 @@ class S3Store(ResultStore):
         with s3_errors(f"deleting s3://{self.bucket}/{self.key(key)}"):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(key))
 
-    def list(self, prefix: str = "") -> list[str]:
-        keys: list[str] = []
-        start = self.key(prefix) if self.prefix else prefix
+    def page(self, after: str, limit: int) -> list[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start)
-        with s3_errors(f"listing s3://{self.bucket}/{start}"):
-            for page in pages:
-                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
-        return sorted(keys)
+        params: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": limit}
+        if self.prefix:
+            params["Prefix"] = self.prefix + "/"
+        if after:
+            params["StartAfter"] = self.key(after)
+        with s3_errors(f"listing s3://{self.bucket}/{self.prefix}"):
+            found = self.client.list_objects_v2(**params)
+        return [obj["Key"][strip:] for obj in found.get("Contents", [])]
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.key(key)}"

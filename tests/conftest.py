@@ -77,6 +77,7 @@ def s3_env(endpoint: str, secret_file: Path) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": S3_KEYS["aws_access_key_id"],
         "AWS_SECRET_ACCESS_KEY_FILE": str(secret_file),
         "OCR_URL_EXPIRES_SEC": "600",
+        "OCR_INPUT_BUCKETS": f"{BUCKET},inbox",  # where s3_uri and events may read documents
     }
 
 
