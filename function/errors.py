@@ -88,13 +88,6 @@ ERRORS: tuple[type[OCRError], ...] = (
 )
 
 
-class ClientGone(OCRError):
-    """The client closed its connection while its document was read: the work stops between pages.
-    Nobody reads this answer (nginx's 499); it is logged and counted."""
-
-    status, code = 499, "client_closed_request"
-
-
 class ConfigError(Exception):
     """Invalid configuration, raised at start-up; the message names the variable."""
 

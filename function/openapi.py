@@ -223,7 +223,7 @@ def _ocr_operation(operation_id: str, path: str) -> dict[str, Any]:
                 },
             ),
             "202": response("An event acknowledged and skipped (no reply event)", ref("EventSkipped")),
-            **errors(400, 401, 404, 413, 415, 422, 429, 502, 503, 504),
+            **errors(400, 401, 404, 413, 415, 422, 429, 502, 503, 504, 507),
         },
     )
 
@@ -292,19 +292,43 @@ def _paths() -> dict[str, Any]:
         "/files": {
             "get": operation(
                 "listFiles",
-                "The stored result files (local result store only)",
+                "A page of the stored result files' keys (`limit` up to 1000 after `after`); off while "
+                "OCR_API_KEYS is set",
                 {
-                    "200": response("The result keys", obj({"files": {"type": "array", "items": string()}})),
-                    **errors(401, 404),
+                    "200": response(
+                        "A page of the result keys, and the next page's link (null after the last)",
+                        obj(
+                            {
+                                "files": {"type": "array", "items": string()},
+                                "next": {"type": "string", "nullable": True},
+                            }
+                        ),
+                    ),
+                    **errors(400, 401, 404),
                 },
+                parameters=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "Keys in the page (default and most: 1000)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "The last key of the previous page",
+                        "schema": string(),
+                    },
+                ],
             )
         },
         "/files/{path}": {
             "get": operation(
                 "getFile",
-                "One result file (local result store only; no path traversal)",
+                "One result file (no path traversal); with an S3 store, a redirect to its presigned URL",
                 {
                     "200": response("The file", string(format="binary"), media="*/*"),
+                    "302": {"description": "With an S3 store: the file's presigned URL in Location"},
                     **errors(400, 401, 404),
                 },
                 parameters=[

@@ -15,7 +15,7 @@ from function import metrics, results
 from function.config import Settings
 from function.document import Document, EngineInfo, SourceInfo
 from function.engines.base import Engine
-from function.errors import BadRequest, ClientGone, DeadlineExceeded
+from function.errors import BadRequest, DeadlineExceeded, OCRError
 from function.model import PageImage
 from function.options import Options
 from function.pages import PageLimits, PageSource, sniff
@@ -191,16 +191,32 @@ def describe(source: Source, pages: PageSource, engine: Engine, options: Options
 
 def _within(pages: Iterable[PageImage], job: Job, total: int, budget: float) -> Iterator[PageImage]:
     """The pages, until the deadline passes or the client leaves: checked before each page reaches
-    the engine, so the work stops between pages and nothing half-done is stored."""
-    for done, page in enumerate(pages):
+    the engine (and by a PDF's renderer while it renders one), so the work stops between pages and
+    nothing half-done is stored."""
+    done, source = 0, iter(pages)
+    while True:
         if job.abandoned():
             raise ClientGone(f"the client closed its connection; stopped after {done} of {total} page(s)")
-        if job.deadline is not None and time.monotonic() > job.deadline:
+        try:
+            if job.deadline is not None and time.monotonic() > job.deadline:
+                raise DeadlineExceeded("past the deadline")
+            page = next(source)
+        except StopIteration:
+            return
+        except DeadlineExceeded:
             raise DeadlineExceeded(
                 f"the document ran past OCR_DEADLINE_SEC={budget:g}s: stopped after {done} of {total} "
                 "page(s) and stored nothing; send fewer pages (option 'pages') or raise the limit"
-            )
+            ) from None
         yield page
+        done += 1
+
+
+class ClientGone(OCRError):
+    """The client closed its connection while its document was read: the work stops between pages.
+    Nobody reads this answer (nginx's 499): it is logged and counted, never part of the contract."""
+
+    status, code = 499, "client_closed_request"
 
 
 def _check_lang(lang: str | None, known: list[str] | None, engine: str) -> None:

@@ -97,8 +97,11 @@ def test_either_configured_key_opens_the_function(keyed_server: AppServer) -> No
         timeout=300,
     )
     assert resp.status_code == 200, resp.text
-    legacy = requests.get(keyed_server.url + "/files", headers={"X-API-Key": OTHER_KEY}, timeout=10)
+    # The other key, as the old X-API-Key header, opens a result file (listing is off with keys).
+    url = resp.json()["results"]["markdown"]["url"]
+    legacy = requests.get(url, headers={"X-API-Key": OTHER_KEY}, timeout=10)
     assert legacy.status_code == 200
+    assert requests.get(url, timeout=10).status_code == 401
     assert requests.get(keyed_server.url + "/metrics", headers=bearer, timeout=10).status_code == 200
 
 
