@@ -76,6 +76,7 @@ class Settings:
     event_request_type: str = "ocr.document.requested"
     event_completed_type: str = "ocr.document.completed"
     event_failed_type: str = "ocr.document.failed"
+    event_max_records: int = 100  # records one event may name; more is refused (413)
 
     @property
     def body_limit(self) -> int:
@@ -151,6 +152,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_EVENT_REQUEST_TYPE": ("event_request_type", str),
     "OCR_EVENT_COMPLETED_TYPE": ("event_completed_type", str),
     "OCR_EVENT_FAILED_TYPE": ("event_failed_type", str),
+    "OCR_EVENT_MAX_RECORDS": ("event_max_records", int),
 }
 # Engine settings: each engine's own variables (variable -> (field, parser)), registered here by the
 # engine's settings module when it is imported, so that names can be checked in one place.
@@ -182,6 +184,7 @@ _POSITIVE = {
     "header_timeout_sec",
     "body_idle_timeout_sec",
     "body_timeout_sec",
+    "event_max_records",
 }
 _NOT_NEGATIVE = {
     "queue_size",

@@ -1,15 +1,12 @@
-"""Events in, reply events out: CloudEvents (binary and structured) and MinIO's plain-JSON webhook.
+"""Events in, reply events out: CloudEvents (binary and structured) and plain-JSON storage
+notifications (MinIO's webhook, an S3 or EventBridge event POSTed as is).
 
-An incoming event becomes either `Skip` (acknowledged, nothing to do: a delete, our own output, an
-unknown type) or `Work`: the documents it names — an object to read from S3, bytes it carries, or
-the JSON request body of our own request type. `respond` runs the work, one record after another,
-through the one parser (function/intake.py) and the service, and builds the reply event.
-
-Storage notifications handled (see docs/events.md):
-- `Records[].s3` (AWS S3, MinIO, Ceph RGW, Cloud.ru), as CloudEvent data or MinIO's webhook body;
-  keys are URL-encoded by the sender and decoded here exactly once (`unquote_plus`);
-- Google Cloud Storage `google.cloud.storage.object.v1.finalized` (names not encoded);
-- Knative's AWS S3 IntegrationSource `dev.knative.eventing.aws-s3`, whose data is the object itself.
+An incoming event becomes either `Skip` (acknowledged, nothing to do: a delete, our own output, a
+format this function does not know) or `Work`: the documents it names — an object to read from S3,
+bytes it carries, or the JSON request body of our own request type. Which objects a storage
+notification names, and how its keys are decoded, is function/notifications.py's job. `respond` runs
+the work, one record after another, through the one parser (function/intake.py) and the service,
+and builds the reply event. See docs/events.md.
 """
 
 from __future__ import annotations
@@ -17,82 +14,56 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeGuard
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote
 
 from cloudevents.conversion import to_binary
 from cloudevents.exceptions import GenericException as CloudEventError
 from cloudevents.http import CloudEvent, from_http
 
-from function import tracing
+from function import notifications, tracing
 from function.config import Settings
 from function.context import RequestContext
-from function.errors import BadRequest, NotFound, OCRError
+from function.errors import BadRequest, OCRError
 from function.intake import Intake
+from function.notifications import (
+    GCS_FINALIZED,
+    GCS_PREFIX,
+    KEY_EXTENSIONS,
+    KNATIVE_S3,
+    Incoming,
+    Item,
+    ObjectRef,
+    Skip,
+    Work,
+    clip,
+    json_data,
+)
 from function.options import Options
 from function.responses import answer, error_body
 from function.service import Service
 from function.sources import Source
-from function.store import OUTPUT_MARKER, ResultStore
+from function.store import ResultStore
+
+# What tests and the deploy checks name through this module.
+__all__ = [
+    "GCS_FINALIZED",
+    "GCS_PREFIX",
+    "KEY_EXTENSIONS",
+    "KNATIVE_S3",
+    "Incoming",
+    "Item",
+    "ObjectRef",
+    "Reply",
+    "Skip",
+    "Work",
+]
 
 log = logging.getLogger(__name__)
 
-GCS_PREFIX = "google.cloud.storage.object.v1."
-GCS_FINALIZED = GCS_PREFIX + "finalized"
-KNATIVE_S3 = "dev.knative.eventing.aws-s3"
-KNATIVE_S3_SUBJECT = "aws-s3-source"  # the source's fixed default subject: not a key
-# Extensions that may carry the object key of a Knative S3 source event (ceOverrides, Camel headers).
-KEY_EXTENSIONS = ("key", "objectkey", "camelawss3key", "awss3key")
-MINIO_KEYS = ("EventName", "EventType", "Key")
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """An event as received: a CloudEvent, or MinIO's webhook body (`event` None)."""
-
-    id: str
-    source: str
-    type: str
-    subject: str | None
-    data: Any
-    event: CloudEvent | None = None
-
-    def extension(self, name: str) -> Any:
-        return self.event.get(name) if self.event is not None else None
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    bucket: str | None
-    key: str
-    raw_key: str | None = None  # as the sender wrote it, if it was encoded
-
-    @property
-    def filename(self) -> str:
-        return self.key.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class Item:
-    """One document an event asks for: an object to read, bytes carried, or request fields."""
-
-    subject: str
-    obj: ObjectRef | None = None
-    data: bytes | None = None
-    filename: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Work:
-    items: list[Item]
-
-
-@dataclass(frozen=True)
-class Skip:
-    reason: str
+SUBJECT_ECHO = 1024  # an S3 key's own limit: a real key is echoed whole, a 5 MB subject is not
 
 
 @dataclass(frozen=True)
@@ -115,13 +86,16 @@ def respond(
     reply."""
     # The event's own trace (CloudEvents distributed-tracing extension) wins over the HTTP hop's.
     if incoming.extension("traceparent"):
-        ctx.trace = tracing.from_header(incoming.extension("traceparent"))
+        ctx.trace = tracing.from_header(str(incoming.extension("traceparent")))
     ctx.log.update(
-        ce_id=incoming.id, ce_type=incoming.type, ce_source=incoming.source, trace_id=ctx.trace.trace_id
+        ce_id=clip(incoming.id),
+        ce_type=clip(incoming.type),
+        ce_source=clip(incoming.source),
+        trace_id=ctx.trace.trace_id,
     )
     decision = plan(incoming, service.settings, service.store)
     if isinstance(decision, Skip):
-        log.info("event %s (%s) skipped: %s", incoming.id, incoming.type, decision.reason)
+        log.info("event %s (%s) skipped: %s", clip(incoming.id), clip(incoming.type), decision.reason)
         ctx.outcome = "skipped"
         skipped = {"status": "skipped", "request_id": ctx.request_id, "reason": decision.reason}
         return Reply(202, {"Content-Type": "application/json"}, json.dumps(skipped).encode())
@@ -133,8 +107,10 @@ def respond(
         except OCRError as exc:
             if exc.retryable:
                 raise
-            log.info("event %s: %s failed permanently: %s", incoming.id, item.subject, exc.message)
-            outcomes.append(error_body(exc, ctx.request_id) | {"subject": item.subject})
+            log.info(
+                "event %s: %s failed permanently: %s", clip(incoming.id), clip(item.subject), exc.message
+            )
+            outcomes.append(error_body(exc, ctx.request_id) | {"subject": clip(item.subject, SUBJECT_ECHO)})
     if any(o["status"] != "success" for o in outcomes):
         ctx.outcome = "failed"
     headers, body = reply(incoming, decision.items, outcomes, service.settings)
@@ -144,22 +120,16 @@ def respond(
 
 def _document(item: Item, intake: Intake, store_bucket: str) -> tuple[Source, Options]:
     """The document an item names, read by the one parser; an object without a bucket is in the
-    result store's."""
+    result store's. The key is the one the event names, decoded as its producer encodes it: never
+    another key tried in its place."""
     if item.fields:
         return intake.fields(item.fields, input_type="cloudevent")
     if item.data is not None:
         return intake.raw(item.data, item.filename, "cloudevent")
     assert item.obj is not None
     obj = item.obj
-    bucket = obj.bucket or store_bucket
-    try:
-        return intake.s3_object(bucket, obj.key, obj.filename, "cloudevent"), Options()
-    except NotFound:
-        # Senders that do not URL-encode keys (Ceph does not document it): try the key as sent.
-        if not obj.raw_key or obj.raw_key == obj.key:
-            raise
-        filename = obj.raw_key.rsplit("/", 1)[-1]
-        return intake.s3_object(bucket, obj.raw_key, filename, "cloudevent"), Options()
+    source = intake.s3_object(obj.bucket or store_bucket, obj.key, obj.filename, "cloudevent", obj.version)
+    return source, Options()
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -173,13 +143,13 @@ class Headers(Protocol):
 
 def is_cloudevent(headers: Headers, mimetype: str) -> bool:
     """Binary mode (`ce-*` headers) or structured mode; a plain JSON body is never taken for one."""
-    binary = any(name.lower() == "ce-specversion" for name, _ in headers.items())
-    return binary or mimetype.startswith("application/cloudevents")
+    return _binary(headers) or mimetype.startswith("application/cloudevents")
 
 
 def is_storage_webhook(body: Any) -> TypeGuard[dict[str, Any]]:
-    """MinIO's webhook (`EventName`, `Key`, `Records`) or a bare S3 notification POSTed as JSON."""
-    return isinstance(body, dict) and isinstance(body.get("Records"), list)
+    """A storage notification POSTed as plain JSON: MinIO's webhook (`EventName`, `Key`, `Records`),
+    a bare S3 notification or its test message, an EventBridge event."""
+    return isinstance(body, dict) and notifications.is_notification(body)
 
 
 def read_cloudevent(headers: Headers, body: bytes, mimetype: str) -> Incoming:
@@ -189,31 +159,46 @@ def read_cloudevent(headers: Headers, body: bytes, mimetype: str) -> Incoming:
         event = from_http(dict(headers.items()), body)
     # The SDK lets a body that is not UTF-8 JSON, one nested too deeply, or a null attribute through.
     except (CloudEventError, ValueError, RecursionError) as exc:
-        raise BadRequest(f"not a valid CloudEvent: {exc}") from None
+        raise BadRequest(f"not a valid CloudEvent: {clip(exc)}") from None
+    # The HTTP binding percent-encodes `ce-*` header values and the SDK does not decode them: decode
+    # once here, so that the reply (encoded once, `_header_value`) echoes what was received.
+    text = unquote if _binary(headers) else str
     return Incoming(
-        id=str(event["id"]),
-        source=str(event["source"]),
-        type=str(event["type"]),
-        subject=_text(event.get("subject")),
+        id=text(str(event["id"])),
+        source=text(str(event["source"])),
+        type=text(str(event["type"])),
+        subject=_text(event.get("subject"), text),
         data=event.data,
-        event=event,
+        extensions=dict(event.get_attributes()),
     )
 
 
 def read_webhook(body: dict[str, Any]) -> Incoming:
+    """A plain-JSON notification as an event: its id, source and type from the first record (or
+    the EventBridge envelope, or the test message)."""
     records = body.get("Records") or [{}]
-    first = _mapping(records[0])
+    first = _mapping(records[0]) if isinstance(records, list) else {}
     response = _mapping(first.get("responseElements"))
-    event_id = response.get("x-amz-request-id") or _mapping(_mapping(first.get("s3")).get("object")).get(
-        "sequencer"
-    )
+    obj = _mapping(_mapping(first.get("s3")).get("object"))
+    event_id = body.get("id") or response.get("x-amz-request-id") or obj.get("sequencer")
     return Incoming(
-        id=str(event_id or uuid.uuid4().hex),
-        source=str(first.get("eventSource") or "minio:s3"),
-        type=str(body.get("EventName") or body.get("EventType") or first.get("eventName") or ""),
-        subject=_text(body.get("Key")),
+        id=clip(event_id or uuid.uuid4().hex),
+        source=clip(body.get("source") or first.get("eventSource") or "minio:s3"),
+        type=clip(
+            body.get("EventName")
+            or body.get("EventType")
+            or body.get("detail-type")
+            or body.get("Event")
+            or first.get("eventName")
+            or ""
+        ),
+        subject=_text(body.get("Key"), str),
         data=body,
     )
+
+
+def _binary(headers: Headers) -> bool:
+    return any(name.lower() == "ce-specversion" for name, _ in headers.items())
 
 
 # --- deciding --------------------------------------------------------------------------------------
@@ -225,108 +210,14 @@ def plan(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | S
         return Work([_request_item(incoming)])
     if incoming.type in (settings.event_completed_type, settings.event_failed_type):
         return Skip(f"{incoming.type} is this function's own reply")
-    if incoming.type.startswith(GCS_PREFIX):
-        return _gcs(incoming, settings, store)
-    if incoming.type == KNATIVE_S3:
-        return _knative_s3(incoming, settings, store)
-    data = _json_data(incoming.data)
-    if is_storage_webhook(data):
-        return _records(data["Records"], settings, store)
-    return Skip(f"event type {incoming.type!r} is not one this function handles")
+    return notifications.plan(incoming, settings, store)
 
 
 def _request_item(incoming: Incoming) -> Item:
-    body = _json_data(incoming.data)
+    body = json_data(incoming.data)
     if not isinstance(body, dict) or not body:
         raise BadRequest(f"a {incoming.type} event carries a JSON object like the JSON input form")
     return Item(subject=incoming.subject or str(body.get("filename") or incoming.id), fields=body)
-
-
-def _records(records: list[Any], settings: Settings, store: ResultStore) -> Work | Skip:
-    items, skipped = [], []
-    for record in records:
-        name = str(record.get("eventName", "")) if isinstance(record, dict) else ""
-        if "ObjectCreated" not in name:
-            skipped.append(f"{name or 'an unnamed record'} is not an object creation")
-            continue
-        s3 = _mapping(record.get("s3"))
-        obj = _mapping(s3.get("object"))
-        raw_key = str(obj.get("key") or "")
-        bucket = _mapping(s3.get("bucket")).get("name") or None
-        if not raw_key or not _utf8(raw_key):
-            skipped.append("a record names no object key" if not raw_key else "a record's key is not UTF-8")
-            continue
-        if bucket is not None and not (isinstance(bucket, str) and _utf8(bucket)):
-            skipped.append(f"a record's bucket name is not a string: {bucket!r}")
-            continue
-        ref = ObjectRef(bucket=bucket, key=unquote_plus(raw_key), raw_key=raw_key)
-        reason = _own_output(ref, settings, store) or _marked(obj)
-        if reason:
-            skipped.append(reason)
-            continue
-        items.append(Item(subject=ref.key, obj=ref))
-    return Work(items) if items else Skip("; ".join(skipped) or "no records")
-
-
-def _gcs(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
-    if incoming.type != GCS_FINALIZED:
-        return Skip(f"{incoming.type} is not an object creation")
-    data = _mapping(_json_data(incoming.data))
-    name, bucket = data.get("name"), data.get("bucket") or None
-    if (
-        not name
-        or not _utf8(str(name))
-        or not (bucket is None or (isinstance(bucket, str) and _utf8(bucket)))
-    ):
-        raise BadRequest("a storage.object.v1.finalized event needs data with 'bucket' and 'name'")
-    ref = ObjectRef(bucket=bucket, key=str(name))  # GCS names are not encoded
-    reason = _own_output(ref, settings, store) or _marked(data)
-    return Skip(reason) if reason else Work([Item(subject=ref.key, obj=ref)])
-
-
-def _knative_s3(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
-    key = next((str(incoming.extension(n)) for n in KEY_EXTENSIONS if incoming.extension(n)), None)
-    if key is None and incoming.subject and incoming.subject != KNATIVE_S3_SUBJECT:
-        key = incoming.subject
-    if key is not None:
-        reason = _own_output(ObjectRef(bucket=None, key=key), settings, store)
-        if reason:
-            return Skip(reason)
-    filename = key.rsplit("/", 1)[-1] if key else incoming.id
-    return Work([Item(subject=key or incoming.id, data=_raw_bytes(incoming.data), filename=filename)])
-
-
-def _own_output(ref: ObjectRef, settings: Settings, store: ResultStore) -> str | None:
-    """A reason to skip an object this function wrote, or one under a configured skip prefix."""
-    if store.is_output(ref.bucket, ref.key):
-        return f"{ref.key!r} is under the result store's output prefix"
-    for prefix in settings.event_skip_prefixes:
-        full = f"{ref.bucket}/{ref.key}" if ref.bucket else ref.key
-        if ref.key.startswith(prefix + "/") or full.startswith(prefix + "/"):
-            return f"{ref.key!r} is under OCR_EVENT_SKIP_PREFIXES entry {prefix!r}"
-    return None
-
-
-def _marked(obj: Mapping[str, Any]) -> str | None:
-    """Objects we wrote carry user metadata `ocr-output: 1` (MinIO, GCS and Ceph report it)."""
-    meta = obj.get("userMetadata") or obj.get("metadata") or {}
-    if isinstance(meta, list):  # Ceph: [{"key": ..., "val": ...}]
-        meta = {str(m.get("key")): m.get("val") for m in meta if isinstance(m, dict)}
-    meta = _mapping(meta)
-    name, value = OUTPUT_MARKER
-    for k, v in meta.items():
-        if str(k).lower().removeprefix("x-amz-meta-") == name and str(v) == value:
-            return "the object carries this function's output marker"
-    return None
-
-
-def _json_data(data: Any) -> Any:
-    if isinstance(data, (bytes, str)):
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            return None
-    return data
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -334,29 +225,9 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, decode: Callable[[str], str]) -> str | None:
     """An optional string attribute (a structured event or a webhook may carry any JSON there)."""
-    return None if value is None or value == "" else str(value)
-
-
-def _utf8(text: str) -> bool:
-    """Whether `text` can be an S3 key (JSON's lone-surrogate escapes cannot)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _raw_bytes(data: Any) -> bytes:
-    """The object's bytes; the SDK hands back JSON-looking bodies parsed, so undo that."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode()
-    if data is None:
-        return b""
-    return json.dumps(data).encode()
+    return None if value is None or value == "" else decode(str(value))
 
 
 # --- replying --------------------------------------------------------------------------------------
@@ -375,11 +246,11 @@ def reply(
     attributes = {
         "type": settings.event_failed_type if failed else settings.event_completed_type,
         "source": settings.event_source,
-        "subject": items[0].subject if items else (incoming.subject or incoming.id),
+        "subject": clip(items[0].subject if items else (incoming.subject or incoming.id), SUBJECT_ECHO),
         "datacontenttype": "application/json",
         # Correlation with the event that caused this one (CloudEvents has no standard attribute).
-        "correlationid": incoming.id,
-        "correlationsource": incoming.source,
+        "correlationid": clip(incoming.id),
+        "correlationsource": clip(incoming.source),
     }
     headers, body = to_binary(CloudEvent(attributes, data))
     return {name: _header_value(value) for name, value in headers.items()}, body

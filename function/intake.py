@@ -54,8 +54,13 @@ class Intake:
         """The document sent as the body itself (or carried by an event), options from the query."""
         return from_bytes(data, filename, input_type, self.settings.max_bytes), Options.parse(query or {})
 
-    def s3_object(self, bucket: str, key: str, filename: str | None, input_type: str) -> Source:
-        return from_s3(self.s3, bucket, key, filename, input_type, self.settings.max_bytes, self.input_places)
+    def s3_object(
+        self, bucket: str, key: str, filename: str | None, input_type: str, version: str | None = None
+    ) -> Source:
+        """An object (`version`: that version of it, as a storage event names it) in a place
+        documents may be read from (`input_places`)."""
+        max_bytes = self.settings.max_bytes
+        return from_s3(self.s3, bucket, key, filename, input_type, max_bytes, self.input_places, version)
 
     @property
     def input_places(self) -> tuple[str, ...]:

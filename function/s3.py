@@ -62,10 +62,13 @@ class S3:
             config=config,
         )
 
-    def read(self, bucket: str, key: str, max_bytes: int | None) -> bytes:
-        """An object's bytes (any bucket at this endpoint), refusing more than `max_bytes`."""
-        with s3_errors(f"reading s3://{bucket}/{key}"):
-            obj = self.client.get_object(Bucket=bucket, Key=key)
+    def read(self, bucket: str, key: str, max_bytes: int | None, version: str | None = None) -> bytes:
+        """An object's bytes (any bucket at this endpoint), refusing more than `max_bytes`;
+        `version`: that version of the object (a storage event names the one it is about)."""
+        where = f"s3://{bucket}/{key}" + (f" version {version}" if version else "")
+        with s3_errors(f"reading {where}"):
+            extra = {"VersionId": version} if version else {}
+            obj = self.client.get_object(Bucket=bucket, Key=key, **extra)
             body = obj["Body"]
             try:
                 if max_bytes is None:

@@ -85,6 +85,7 @@ def from_s3(
     input_type: str,
     max_bytes: int,
     allowed: tuple[str, ...],
+    version: str | None = None,
 ) -> Source:
     """An object at the S3 result store's endpoint, in one of the `allowed` places ("bucket" or
     "bucket/prefix", OCR_INPUT_BUCKETS); `s3` is None when the result store is not in S3. An object
@@ -102,7 +103,7 @@ def from_s3(
     if not _allowed(bucket, key, allowed):
         raise unreadable
     try:
-        data = s3.read(bucket, key, max_bytes)
+        data = s3.read(bucket, key, max_bytes, version)
     except NotFound:
         raise unreadable from None
     return from_bytes(data, filename or key.rsplit("/", 1)[-1], input_type, max_bytes)

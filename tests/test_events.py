@@ -98,7 +98,7 @@ def test_aws_s3_notification(s3_app: AppServer, s3, mode) -> None:  # type: igno
 def test_ceph_rgw_cloudevent(s3_app: AppServer, s3, mode) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/ceph {mode.__name__}.png"
     upload(s3, key, f"Ceph {len(mode.__name__)}92 note")
-    record = s3_record(quote_plus(key, safe="/"), source="ceph:s3", metadata=[], tags=[])
+    record = s3_record(key, source="ceph:s3", metadata=[], tags=[])  # Ceph does not encode keys
     record["s3"]["object"]["size"] = "1024"  # Ceph documents it as a string
     attrs = {
         "type": "com.amazonaws.ObjectCreated:Put",
@@ -289,7 +289,7 @@ def plan_records(*records: dict) -> events.Work | events.Skip:
 def test_keys_are_decoded_exactly_once(encoded: str) -> None:
     work = plan_records(s3_record(encoded))
     assert isinstance(work, events.Work)
-    assert work.items[0].obj == events.ObjectRef(BUCKET, TRICKY_KEY, encoded)
+    assert work.items[0].obj == events.ObjectRef(BUCKET, TRICKY_KEY)
 
 
 def test_literal_plus_and_percent_survive() -> None:
