@@ -376,7 +376,8 @@ def test_record_keys_are_decoded_exactly_once(key: str) -> None:
 def test_ceph_keys_are_taken_as_sent(key: str) -> None:
     """Ceph RGW does not encode keys (rgw_notify.cc): '+' and '%20' are the key's own characters."""
     record = s3_record(key) | {"eventSource": "ceph:s3"}
-    item = only_item(run_event(*structured({"type": "com.amazonaws.ObjectCreated:Put"}, {"Records": [record]})))
+    event = structured({"type": "com.amazonaws.ObjectCreated:Put"}, {"Records": [record]})
+    item = only_item(run_event(*event))
     assert item.obj == events.ObjectRef(bucket=BUCKET, key=key)
 
 
