@@ -95,7 +95,8 @@ def respond(
     )
     decision = plan(incoming, service.settings, service.store)
     if isinstance(decision, Skip):
-        log.info("event %s (%s) skipped: %s", clip(incoming.id), clip(incoming.type), decision.reason)
+        level = logging.INFO if decision.known else logging.WARNING
+        log.log(level, "event %s (%s) skipped: %s", clip(incoming.id), clip(incoming.type), decision.reason)
         ctx.outcome = "skipped"
         skipped = {"status": "skipped", "request_id": ctx.request_id, "reason": decision.reason}
         return Reply(202, {"Content-Type": "application/json"}, json.dumps(skipped).encode())

@@ -44,6 +44,7 @@ RAW_KEYS = frozenset({"ceph:s3", "eventbridge"})
 # MinIO files metadata changes under ObjectCreated: the object's bytes did not change.
 NOT_NEW_CONTENT = frozenset({"PutTagging", "DeleteTagging", "PutRetention", "PutLegalHold"})
 EVENTBRIDGE_CREATED = "Object Created"
+MAX_KEY_BYTES = 1024  # S3's and GCS's longest object key
 ECHO = 256  # at most this many characters of any sender's value in a message or header
 NESTING = 4  # SQS message -> SNS envelope -> notification: never deeper than this
 KNOWN = (
@@ -99,6 +100,7 @@ class Work:
 @dataclass(frozen=True)
 class Skip:
     reason: str
+    known: bool = True  # False: a format this function does not know (logged as a warning)
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def plan(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | S
         return _camel(incoming, settings, store)
     found = _found(incoming.type, json_data(incoming.data), NESTING)
     if found is None:
-        return Skip(unknown(incoming))
+        return Skip(unknown(incoming), known=False)
     if len(found) > settings.event_max_records:
         raise TooLarge(
             f"the event carries {len(found)} records; this function takes at most "
@@ -156,8 +158,10 @@ def is_notification(body: Any) -> bool:
 
 
 def unknown(incoming: Incoming) -> str:
+    parsed = json_data(incoming.data)
+    data = incoming.data if parsed is None else parsed
     return (
-        f"event type {clip(incoming.type)!r} with data of {shape(json_data(incoming.data))} is not a "
+        f"event type {clip(incoming.type)!r} with {shape(data)} is not a "
         f"storage notification this function knows; known: {KNOWN}"
     )
 
@@ -168,12 +172,12 @@ def shape(data: Any) -> str:
         return "no data"
     if isinstance(data, dict):
         keys = ", ".join(clip(k, 40) for k in list(data)[:8]) + (", …" if len(data) > 8 else "")
-        return f"shape object {{{keys}}}"
+        return f"data of shape object {{{keys}}}"
     if isinstance(data, list):
-        return f"shape array of {len(data)}"
+        return f"data of shape array of {len(data)}"
     if isinstance(data, (bytes, str)):
-        return f"shape {len(data)} bytes, not JSON"
-    return f"shape {type(data).__name__}"
+        return f"data of {len(data)} bytes, not JSON"
+    return f"data of shape {type(data).__name__}"
 
 
 Found = list[Notice | str]  # what a notification names, and skip reasons for messages that name nothing
@@ -185,8 +189,10 @@ def _found(ce_type: str, data: Any, depth: int) -> Found | None:
         return None
     if isinstance(data, list) and ce_type in SQS_TYPES:  # AwsSqsSource's batched mode
         parts = [_found(ce_type, message, depth) for message in data]
-        known = [p for p in parts if p is not None]
-        return [n for p in known for n in p] if known and len(known) == len(parts) else None
+        if all(p is None for p in parts):
+            return None
+        other = "an SQS message in the batch is not a storage notification"
+        return [n for p in parts for n in (p if p is not None else [other])]
     if not isinstance(data, dict):
         return None
     if isinstance(data.get("Records"), list):
@@ -256,6 +262,8 @@ def _decide(notice: Notice, settings: Settings, store: ResultStore) -> ObjectRef
     key = raw if notice.producer in RAW_KEYS else unquote_plus(raw)
     version = notice.version if isinstance(notice.version, str) and notice.version else None
     ref = ObjectRef(bucket=bucket or None, key=key, version=version)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        return f"a record's key is longer than an object key can be ({MAX_KEY_BYTES} bytes): {clip(key, 60)}"
     if key.endswith("/") and not _size(notice.size):
         return f"{clip(key)!r} is a folder marker (a key ending in '/', no bytes)"
     return own_output(ref, settings, store) or _marked(notice.meta) or ref
@@ -269,6 +277,7 @@ def _gcs(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | S
     if (
         not name
         or not _utf8(str(name))
+        or len(str(name).encode()) > MAX_KEY_BYTES
         or not (bucket is None or (isinstance(bucket, str) and _utf8(bucket)))
     ):
         raise BadRequest("a storage.object.v1.finalized event needs data with 'bucket' and 'name'")

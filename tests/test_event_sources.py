@@ -226,6 +226,21 @@ def test_an_unknown_format_says_what_it_got_and_what_is_known() -> None:
     assert "not a storage notification" in plan(sqs).reason  # type: ignore[union-attr]
 
 
+def test_unknown_bytes_and_a_batch_with_one_other_message() -> None:
+    skip = plan(structured("com.example.blob", "not json at all"))
+    assert "with data of 15 bytes, not JSON" in skip.reason  # type: ignore[union-attr]
+    batch = payload("knative-awssqssource-batched")
+    batch["data"].append({**batch["data"][0], "Body": "an ordinary queue message"})
+    work = plan(batch)  # the notification in the batch is processed all the same
+    assert isinstance(work, events.Work) and work.items[0].obj.key == "HappyFace.jpg"  # type: ignore[union-attr]
+
+
+def test_a_key_longer_than_s3_allows_is_skipped() -> None:
+    skip = plan({"Records": [record("k" * 1025, size=9)]})
+    assert isinstance(skip, events.Skip) and "longer than an object key can be" in skip.reason
+    assert len(skip.reason) < 300
+
+
 def test_records_are_capped_before_any_work() -> None:
     body = {"Records": [record(f"inbox/{i}.png", size=9) for i in range(SETTINGS.event_max_records + 1)]}
     with pytest.raises(TooLarge, match="OCR_EVENT_MAX_RECORDS"):
