@@ -235,6 +235,15 @@ def test_unknown_bytes_and_a_batch_with_one_other_message() -> None:
     assert isinstance(work, events.Work) and work.items[0].obj.key == "HappyFace.jpg"  # type: ignore[union-attr]
 
 
+def test_an_sns_envelope_in_an_sqs_message() -> None:
+    """S3 -> SNS -> SQS without raw delivery: the notification is the SNS envelope's `Message`."""
+    notification = payload("aws-s3-notification")
+    sqs = payload("knative-awssqssource-s3-notification")
+    sqs["data"]["Body"] = json.dumps({"Type": "Notification", "Message": json.dumps(notification)})
+    work = plan(sqs)
+    assert isinstance(work, events.Work) and work.items[0].obj.key == "HappyFace.jpg"  # type: ignore[union-attr]
+
+
 def test_a_key_longer_than_s3_allows_is_skipped() -> None:
     skip = plan({"Records": [record("k" * 1025, size=9)]})
     assert isinstance(skip, events.Skip) and "longer than an object key can be" in skip.reason
