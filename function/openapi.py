@@ -49,8 +49,8 @@ def _spec() -> dict[str, Any]:
             "description": (
                 "A document (PDF or image) in, Markdown + JSON out, stored in the result store and "
                 "linked from the response. POST / and POST /ocr also take CloudEvents (binary mode "
-                "`ce-*` headers or structured `application/cloudevents+json`) and MinIO's plain-JSON "
-                "storage webhook; see docs/events.md. Every error is JSON: "
+                "`ce-*` headers or structured `application/cloudevents+json`) and plain-JSON storage "
+                "notifications (MinIO's webhook, S3, EventBridge); see docs/events.md. Every error is JSON: "
                 '{"status": "error", "request_id", "error": {"code", "message"}}.'
             ),
         },
