@@ -47,7 +47,7 @@ from function.service import Service
 from function.sources import Source
 from function.store import ResultStore
 
-# What tests and the deploy checks name through this module.
+# The event vocabulary of function/notifications.py is named through this module too (tests, deploy checks).
 __all__ = [
     "GCS_FINALIZED",
     "GCS_PREFIX",
@@ -59,6 +59,13 @@ __all__ = [
     "Reply",
     "Skip",
     "Work",
+    "is_cloudevent",
+    "is_storage_webhook",
+    "plan",
+    "read_cloudevent",
+    "read_webhook",
+    "reply",
+    "respond",
 ]
 
 log = logging.getLogger(__name__)
