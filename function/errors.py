@@ -88,6 +88,16 @@ ERRORS: tuple[type[OCRError], ...] = (
 )
 
 
+ECHO_LIMIT = 256  # at most this many characters of any caller's value in a message, header or log
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A caller's value as text short enough to echo, cut with an ellipsis: a 5 MB attribute, key or
+    header never comes back whole in an answer or a log line."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ConfigError(Exception):
     """Invalid configuration, raised at start-up; the message names the variable."""
 

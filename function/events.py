@@ -26,7 +26,7 @@ from cloudevents.http import CloudEvent, from_http
 from function import notifications, tracing
 from function.config import Settings
 from function.context import RequestContext
-from function.errors import BadRequest, OCRError
+from function.errors import BadRequest, OCRError, clip
 from function.intake import Intake
 from function.notifications import (
     GCS_FINALIZED,
@@ -38,7 +38,6 @@ from function.notifications import (
     ObjectRef,
     Skip,
     Work,
-    clip,
     json_data,
 )
 from function.options import Options

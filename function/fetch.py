@@ -42,7 +42,7 @@ from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from function.errors import BadRequest, TooLarge, UpstreamFailed
+from function.errors import BadRequest, TooLarge, UpstreamFailed, clip
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def _prepared(url: str) -> str:
 
 
 def _short(url: str) -> str:
-    return repr(url if len(url) <= 200 else url[:200] + "…")
+    return repr(clip(url, 200))
 
 
 __all__ = ["ALLOW_HINT", "Fetched", "RefusedAddress", "fetch", "refusal_reason"]

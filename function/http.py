@@ -23,13 +23,12 @@ from werkzeug.http import parse_options_header
 from function import auth, events, logs, metrics, openapi, tracing, trypage
 from function.config import Settings
 from function.context import RequestContext
-from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge
+from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge, clip
 from function.intake import NO_DOCUMENT, Intake
 from function.lifecycle import Recycler
 from function.ops import Ops
 from function.responses import answer, error_body
 from function.service import Service
-from function.sources import clip
 
 log = logging.getLogger(__name__)
 

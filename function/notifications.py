@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from function.config import Settings
-from function.errors import BadRequest, TooLarge
+from function.errors import BadRequest, TooLarge, clip
 from function.store import OUTPUT_MARKER, ResultStore
 
 GCS_PREFIX = "google.cloud.storage.object.v1."
@@ -45,7 +45,6 @@ RAW_KEYS = frozenset({"ceph:s3", "eventbridge"})
 NOT_NEW_CONTENT = frozenset({"PutTagging", "DeleteTagging", "PutRetention", "PutLegalHold"})
 EVENTBRIDGE_CREATED = "Object Created"
 MAX_KEY_BYTES = 1024  # S3's and GCS's longest object key
-ECHO = 256  # at most this many characters of any sender's value in a message or header
 NESTING = 4  # SQS message -> SNS envelope -> notification: never deeper than this
 KNOWN = (
     "S3 notifications (Records[], or one record as data: AWS, MinIO, Ceph, TriggerMesh "
@@ -114,12 +113,6 @@ class Notice:
     version: Any
     size: Any
     meta: Mapping[str, Any]  # the object's user metadata, where the producer reports it
-
-
-def clip(value: Any, limit: int = ECHO) -> str:
-    """A sender's value as text short enough to echo: cut with an ellipsis."""
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- the objects an event names ----------------------------------------------------------------------

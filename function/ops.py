@@ -12,9 +12,8 @@ from urllib.parse import urlencode
 import flask
 
 from function import metrics
-from function.errors import BadRequest, NotFound, OCRError, UpstreamFailed
+from function.errors import BadRequest, NotFound, OCRError, UpstreamFailed, clip
 from function.runtime import Runtime
-from function.sources import clip
 from function.store import LocalStore, ResultStore, content_type
 
 LIST_LIMIT = 1000  # result keys in one page of `GET /files`

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from function.config import Settings
-from function.errors import BadRequest, NotFound, UpstreamFailed, check_size
+from function.errors import BadRequest, NotFound, UpstreamFailed, check_size, clip
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,22 @@ class s3_errors:
     every failure, a missing bucket included, is a retryable 502 — the result store is this
     function's own, and a bucket that is not there yet is an outage, not the caller's mistake."""
 
-    MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound", "AccessDenied", "403"})
+    # NoSuchVersion: an event named a version that is gone; InvalidArgument: a malformed version id.
+    MISSING = frozenset(
+        {
+            "NoSuchKey",
+            "NoSuchBucket",
+            "NoSuchVersion",
+            "InvalidArgument",
+            "404",
+            "NotFound",
+            "AccessDenied",
+            "403",
+        }
+    )
 
     def __init__(self, action: str, *, writing: bool = False) -> None:
-        self.action = action
+        self.action = clip(action)  # it may name a caller's key
         self.writing = writing
 
     def __enter__(self) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from function.config import Settings
-from function.errors import BadRequest, NotFound, check_size
+from function.errors import BadRequest, NotFound, check_size, clip
 from function.fetch import fetch
 from function.s3 import S3
 
@@ -115,8 +115,3 @@ def _allowed(bucket: str, key: str, places: tuple[str, ...]) -> bool:
         if bucket == allowed_bucket and key.startswith(prefix.rstrip("/") + "/" if prefix else ""):
             return True
     return False
-
-
-def clip(text: str, limit: int = 200) -> str:
-    """`text` cut for an answer or a log line: a caller's 5 MB string must not come back whole."""
-    return text if len(text) <= limit else text[:limit] + "…"

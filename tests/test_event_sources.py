@@ -269,7 +269,11 @@ def vserver(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) ->
     tmp = tmp_path_factory.mktemp("function-events")
     secret = tmp / "aws-secret"
     secret.write_text(S3_KEYS["aws_secret_access_key"] + "\n")
-    env = {**s3_env(moto_endpoint, secret), "OCR_STORE": f"s3://{VBUCKET}/{RESULT_PREFIX}"}
+    env = {
+        **s3_env(moto_endpoint, secret),
+        "OCR_STORE": f"s3://{VBUCKET}/{RESULT_PREFIX}",
+        "OCR_INPUT_BUCKETS": VBUCKET,
+    }
     with FunctionServer(env, tmp / "server.log") as srv:
         yield srv
 
@@ -360,11 +364,6 @@ def test_ceph_plus_key_reads_that_object_not_the_space_one(ocr: FunctionServer, 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="moto answers NoSuchVersion, which s3_errors does not count as missing yet (502, retried): "
-    "the integrator adds it to s3_errors.MISSING with issue 18's missing-vs-forbidden change",
-)
 def test_a_version_that_is_gone_is_a_failed_reply(ocr: FunctionServer, s3) -> None:  # type: ignore[no-untyped-def]
     key = f"inbox/{uuid.uuid4().hex[:6]}/gone.png"
     put(s3, key, "Gone 5 version")
