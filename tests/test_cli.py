@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
+from function.visualize import PICTURE_PIXELS
 from tests.conftest import BUCKET
 from tests.server import ROOT, FunctionServer
 from tests.synthetic import make_pdf, page_with_text
@@ -60,9 +62,12 @@ def test_ocr_writes_markdown_json_and_pictures_for_an_image_and_a_pdf(tmp_path: 
     as_json = json.loads((out / "book.json").read_text())
     assert [p["index"] for p in as_json["pages"]] == [0, 1]
     assert as_json["source"]["filename"] == "book.pdf" and as_json["source"]["pages"] == 2
-    # The PDF is rendered at OCR_PDF_DPI: the picture has the size of the page the engine saw.
+    # The PDF is rendered at OCR_PDF_DPI: the picture is the page the engine saw, scaled down by a
+    # whole factor to at most PICTURE_PIXELS (function/visualize.py).
     page_two = as_json["pages"][1]
-    assert Image.open(out / "book.page-2.png").size == (page_two["width"], page_two["height"]) != (0, 0)
+    width, height = page_two["width"], page_two["height"]
+    factor = math.ceil(math.sqrt(width * height / PICTURE_PIXELS))
+    assert Image.open(out / "book.page-2.png").size == (-(-width // factor), -(-height // factor)) != (0, 0)
     assert Image.open(out / "receipt.page-1.png").size == image.image.size
 
 
