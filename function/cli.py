@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m function",
+        prog=Path(sys.argv[0]).name if Path(sys.argv[0]).name == "ocr-function" else "python -m function",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -190,15 +190,30 @@ def _ocr_file(path: Path, out: Path, engine: Any, settings: Any, options: Any) -
     bar = tqdm(pages, total=len(pages.selected), desc=path.name, unit="page", file=sys.stderr, leave=False)
     done = recognise(engine, bar, options, info, Timings())
     stem = path.stem
-    (out / f"{stem}.md").write_text(done.markdown, encoding="utf-8")
-    as_json = json.dumps(done.as_json, ensure_ascii=False, indent=2)
+    # Each document's crops in a folder of its own (`<stem>_imgs/`): two documents in one `out`
+    # both have a `imgs/page1_image_5.jpg`, and the second would overwrite the first.
+    moved = {rel: f"{stem}_{rel}" for rel in done.document.images}
+    markdown = done.markdown
+    for rel, new in moved.items():  # a link is `](path)`, or `](<path>)` where the path has spaces
+        markdown = markdown.replace(f"]({rel})", f"](<{new}>)").replace(f"](<{rel}>)", f"](<{new}>)")
+    (out / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    as_json = json.dumps(_relinked(done.as_json, moved), ensure_ascii=False, indent=2)
     (out / f"{stem}.json").write_text(as_json + "\n", encoding="utf-8")
     for rel, image in done.document.images.items():  # crops the Markdown links to, relative to it
-        target = out / rel
+        target = out / moved[rel]
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target)
     for n, png in done.layout.items():
         (out / f"{stem}.page-{n}.png").write_bytes(png)
+
+
+def _relinked(as_json: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
+    """document.json with its blocks' image paths moved as `moved` says."""
+    for page in as_json.get("pages", []):
+        for block in page.get("blocks", []):
+            if block.get("image") in moved:
+                block["image"] = moved[block["image"]]
+    return as_json
 
 
 # --- invoke ------------------------------------------------------------------------------------------

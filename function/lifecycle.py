@@ -22,6 +22,7 @@ import math
 import os
 import signal
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -166,6 +167,26 @@ class DrainingWorker(front.BufferingWorker):
 
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
-        if not enabled and not self.alive:
+        if not enabled and not self.alive and not getattr(self, "_draining", False):
+            self._draining = time.monotonic()
             for listener in self.sockets:
                 listener.close()
+            log.info(
+                "worker pid %d stopping: new connections refused, draining %d connection(s) for up to %d s",
+                os.getpid(),
+                self.nr_conns,
+                self.cfg.graceful_timeout,
+                extra={"event": "drain", "connections": self.nr_conns},
+            )
+
+    def run(self) -> None:
+        super().run()
+        began = getattr(self, "_draining", None)
+        seconds = time.monotonic() - began if began else 0.0
+        log.info(
+            "worker pid %d drained in %.1f s, %d connection(s) left; exiting",
+            os.getpid(),
+            seconds,
+            self.nr_conns,
+            extra={"event": "drained", "seconds": round(seconds, 3), "connections_left": self.nr_conns},
+        )

@@ -90,12 +90,18 @@ class Runtime:
 
     def _log_startup(self, load_began: float, engine_import: float, engine: Engine) -> None:
         """Where the cold start went, from the start of the process that was launched (the gunicorn
-        parent, when this worker was forked from it) to ready."""
+        parent, when this worker was forked from it) to ready. A worker forked later (one replacing a
+        recycled worker) is timed from its own fork: the parent's import is long past."""
         launched = _process_start(self._created_in)
+        forked = _process_start(os.getpid()) if os.getpid() != self._created_in else None
+        if forked is not None and forked - self.started_at > REFORK_AFTER_SEC:
+            launched, imported_at = forked, forked
+        else:
+            imported_at = self.started_at
         ready = time.time()
         steps = {
-            "import": self.started_at - launched if launched else None,
-            "to_load": load_began - self.started_at,
+            "import": self.started_at - launched if launched and imported_at == self.started_at else None,
+            "to_load": load_began - imported_at,
             "engine_import": engine_import,
             **{k: engine.load_timings.get(k) for k in ("models", "warm_up")},
             "load": self.load_seconds,
@@ -122,6 +128,10 @@ class Runtime:
 
     def uptime(self) -> float:
         return round(time.time() - self.started_at, 3)
+
+
+# The first worker is forked right after the import; one forked later than this replaces another.
+REFORK_AFTER_SEC = 2.0
 
 
 def _process_start(pid: int) -> float | None:

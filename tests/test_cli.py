@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -123,3 +124,32 @@ def test_event_for_a_missing_object_prints_the_failed_reply(s3_server: FunctionS
     done = cli("event", s3_server.url, "--bucket", BUCKET, "--key", "inbox/never-uploaded.png")
     assert done.returncode == 1
     assert done.stdout.startswith("ocr.document.failed\n"), done.stdout
+
+
+def test_each_documents_crops_have_a_folder_of_their_own(tmp_path: Path) -> None:
+    """Two documents in one output folder: each Markdown links to its own crop, none overwritten.
+    In process with the FAKE crop engine of tests/test_s3.py (recognition is not what is tested)."""
+    from function.cli import _ocr_file
+    from function.config import load_settings
+    from function.options import Options
+    from tests.test_s3 import CropEngine
+
+    out = tmp_path / "out"
+    out.mkdir()
+    settings = load_settings({})
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(encoded_png(name))
+        _ocr_file(tmp_path / name, out, CropEngine(settings), settings, Options())
+    for stem in ("a", "b"):
+        markdown = (out / f"{stem}.md").read_text()
+        assert f"](<{stem}_imgs/figure one.jpg>)" in markdown, markdown
+        assert (out / f"{stem}_imgs" / "figure one.jpg").is_file()
+        blocks = json.loads((out / f"{stem}.json").read_text())["pages"][0]["blocks"]
+        assert blocks[0]["image"] == f"{stem}_imgs/figure one.jpg"
+    assert not (out / "imgs").exists()
+
+
+def encoded_png(name: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), "white").save(buf, "PNG")
+    return buf.getvalue()

@@ -308,3 +308,12 @@ def test_a_client_that_leaves_stops_its_work(tmp_path: Path) -> None:
         log = srv.log()
         assert requests.get(srv.url + "/health/live", timeout=10).status_code == 200
     assert '"outcome": "client_closed_request"' in log, log[-2000:]
+
+
+def test_result_files_carry_one_charset(tmp_path: Path) -> None:
+    with app_server({}, tmp_path) as srv:
+        done = requests.post(srv.url + "/ocr", files={"file": ("a.png", png())}, timeout=60).json()
+        markdown = requests.get(done["results"]["markdown"]["url"], timeout=10)
+        as_json = requests.get(done["results"]["json"]["url"], timeout=10)
+    assert markdown.headers["Content-Type"] == "text/markdown; charset=utf-8"
+    assert as_json.headers["Content-Type"] == "application/json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -109,6 +110,10 @@ def test_sigterm_drains_the_request_in_flight_and_refuses_new_ones(tmp_path: Pat
         # The process leaves once the drain is done (gunicorn lingers 2 s on kept-alive connections),
         # not at the end of the 120 s grace period.
         assert exited_at - call.finished_at < 6, (exited_at - call.finished_at, srv.log())
+        # The drain is logged: its start with what it waits for, and its end.
+        log = srv.log_path.read_text()
+        assert re.search(r"stopping: new connections refused, draining [1-9]\d* connection", log), log[-3000:]
+        assert re.search(r"drained in \d+\.\d s, 0 connection\(s\) left; exiting", log), log[-3000:]
         print(
             f"\nSIGTERM: in-flight request answered {call.finished_at - sigterm_at:.1f}s after it, "
             f"process exited {exited_at - sigterm_at:.1f}s after it; "
@@ -193,6 +198,14 @@ def test_worker_is_recycled_after_n_documents(tmp_path: Path) -> None:
         assert (
             f"recycling worker pid {first_pid} after this response: 2 documents" in srv.log_path.read_text()
         )
+        # The new worker's cold start is timed from its own fork, not from the parent's start.
+        startups = [
+            json.loads(line) for line in srv.log_path.read_text().splitlines() if '"event": "startup"' in line
+        ]
+        assert len(startups) >= 2 and startups[-1]["pid"] == pid, startups
+        assert startups[-1]["startup"]["to_load"] < 2 and "import" not in startups[-1]["startup"], startups[
+            -1
+        ]
 
 
 class FakeResponse:
