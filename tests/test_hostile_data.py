@@ -317,3 +317,47 @@ def test_result_files_carry_one_charset(tmp_path: Path) -> None:
         as_json = requests.get(done["results"]["json"]["url"], timeout=10)
     assert markdown.headers["Content-Type"] == "text/markdown; charset=utf-8"
     assert as_json.headers["Content-Type"] == "application/json"
+
+
+# --- the same, against the real function process (functions-framework + gunicorn, rapidocr) ----------
+
+
+def healthy(server: FunctionServer) -> None:
+    assert requests.get(server.url + "/health/live", timeout=10).status_code == 200, server.log()
+
+
+@pytest.mark.slow
+def test_real_process_reads_no_other_teams_bucket(s3_server: FunctionServer, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket=OTHER_TEAM)
+    s3.put_object(Bucket=OTHER_TEAM, Key="payroll/secret.png", Body=text_png("Salary 9000"))
+    answers = [
+        post_json(s3_server.url, {"s3_uri": uri})
+        for uri in (f"s3://{OTHER_TEAM}/payroll/secret.png", f"s3://{OTHER_TEAM}/payroll/missing.png")
+    ]
+    assert [a.status_code for a in answers] == [404, 404], [a.text for a in answers]
+    messages = {a.json()["error"]["message"].split(": ", 1)[1] for a in answers}
+    assert len(messages) == 1  # the same words for a forbidden object and a missing one
+    healthy(s3_server)
+
+
+@pytest.mark.slow
+def test_real_process_selection_and_host_and_long_names(server: FunctionServer) -> None:
+    pdf = blank_pdf(3)
+    whole = requests.post(server.url + "/ocr", files={"file": ("sel.pdf", pdf)}, timeout=300)
+    spelled = requests.post(
+        server.url + "/ocr", files={"file": ("sel.pdf", pdf)}, data={"pages": "1-3"}, timeout=300
+    )
+    assert whole.status_code == spelled.status_code == 200, spelled.text
+    assert spelled.json()["cached"] is True
+    evil = requests.post(
+        server.url + "/ocr",
+        files={"file": ("h.png", text_png("Host"))},
+        headers={"Host": "evil.example"},
+        timeout=60,
+    )
+    assert evil.status_code == 400 and "OCR_TRUSTED_HOSTS" in evil.text
+    long_name = requests.post(
+        server.url + "/ocr", files={"file": ("報告書" * 90 + ".png", png())}, timeout=300
+    )
+    assert long_name.status_code == 200, long_name.text
+    healthy(server)
