@@ -9,29 +9,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import rapidocr  # the package only: its main module comes with `_import_rapidocr` below
-from PIL import Image
 
 from function.config import Settings
-from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage, Slots, package_version, slot_threads
-from function.engines.layout import (
-    LayoutModel,
-    adopt_loggers,
-    analyse_page,
-    bgr,
-    collect,
-    cpu_threads,
-    layout_settings,
-    rgb_pixels,
-    shift_box,
-)
+from function.document import BBox, TextLine
+from function.engines.base import EngineLoadError, Slots, package_version
+from function.engines.layout import PageOCR, adopt_loggers, bgr, shift_box
+from function.engines.layout_engine import LayoutEngine
 from function.options import Options
 
 log = logging.getLogger(__name__)
@@ -78,7 +69,7 @@ CANVAS = 736  # rapidocr's detector scales images up until their short side is t
 CROP_PAD = 16
 
 
-class RapidOCREngine(Engine):
+class RapidOCREngine(LayoutEngine):
     name = "rapidocr"
 
     def __init__(self, settings: Settings) -> None:
@@ -91,19 +82,12 @@ class RapidOCREngine(Engine):
         # The 180-degree line classifier flips upright Latin lines it is unsure of (seen at 0.97
         # confidence on clean 150 dpi text), turning them into garbage; pages come upright.
         self.use_cls = False
-        self.layout_conf_thresh = 0.5
-        self.layout_iou_thresh = 0.5
-        # Documents at once (OCR_CONCURRENCY) and the onnxruntime threads of each inference: the
-        # CPUs shared out between them, so parallel documents do not oversubscribe the cores.
-        self.slots = max(1, settings.concurrency)
-        self.threads = slot_threads(settings, cpu_threads())
         # A RapidOCR object is not thread-safe (each call rewrites its switches), so each slot has
         # its own; all of them share one set of onnxruntime sessions (whose run() is thread-safe),
         # so a slot costs no memory or load time. Measured at concurrency 2 on 2 cores: one shared
         # object behind a lock with 2 threads per inference 0.13 pages/s, a slot each (1 thread)
         # 0.18, the same as two separate processes (BENCHMARKS.md, "Function overhead").
-        self._ocr: Slots[RapidOCR] = Slots()
-        self._layout: LayoutModel | None = None
+        self._readers: Slots[RapidOCR] = Slots()
 
     # ------------------------------------------------------------ loading
 
@@ -123,9 +107,9 @@ class RapidOCREngine(Engine):
         logging.getLogger("RapidOCR").addFilter(_not_an_empty_page)
         first = self._timed("models", lambda: self._build(paths))
         self._timed("warm_up", lambda: self._warm_up(first))
-        self._ocr.add(first)
+        self._readers.add(first)
         for _ in range(1, self.slots):
-            self._ocr.add(self._sharing(first, paths))
+            self._readers.add(self._sharing(first, paths))
         log.info(
             "rapidocr engine loaded in %.2f s (%s slot(s) of %s thread(s), %s)",
             time.perf_counter() - started,
@@ -140,9 +124,7 @@ class RapidOCREngine(Engine):
         steps = ["_load_det_model", "_load_rec_model"] + (["_load_cls_model"] if self.use_cls else [])
         for step in steps:  # rapidocr 3.x; a version without them builds its sessions on first use
             getattr(ocr, step, lambda: None)()
-        self._layout = LayoutModel(
-            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=self.threads
-        )
+        self._load_layout()
         return ocr
 
     def _sharing(self, first: RapidOCR, paths: dict[str, Path]) -> RapidOCR:
@@ -205,7 +187,7 @@ class RapidOCREngine(Engine):
             "box_thresh": self.box_thresh,
             "unclip_ratio": self.unclip_ratio,
             "max_side_len": self.max_side_len,
-            **layout_settings(self.layout_conf_thresh, self.layout_iou_thresh),
+            **self.layout_settings(),
         }
 
     def languages(self) -> list[str]:
@@ -213,19 +195,10 @@ class RapidOCREngine(Engine):
 
     # ------------------------------------------------------------ OCR
 
-    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
-        if not self.ready or self._layout is None:
-            raise RuntimeError("rapidocr engine used before load()")
-        return collect(self._page(page) for page in pages)
-
-    def _page(self, page: PageImage) -> tuple[Page, dict[str, Image.Image]]:
-        assert self._layout is not None
-        rgb = rgb_pixels(page.image)
-        with self._ocr.borrow() as ocr:
-            return analyse_page(
-                rgb,
-                page.index,
-                self._layout,
+    @contextmanager
+    def _ocr(self, options: Options) -> Iterator[PageOCR]:
+        with self._readers.borrow() as ocr:
+            yield PageOCR(
                 lambda image: _read_lines(ocr, image, self.use_cls),
                 lambda crop: _read_crop(ocr, crop, self.use_cls),
                 lambda crop: _read_text(ocr, crop),
@@ -233,17 +206,17 @@ class RapidOCREngine(Engine):
 
     def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
         """Text lines of an RGB image, boxes in its pixels (rapidocr maps back from any shrinking)."""
-        with self._ocr.borrow() as ocr:
+        with self._readers.borrow() as ocr:
             return _read_lines(ocr, rgb, self.use_cls)
 
     def read_crop(self, crop: np.ndarray) -> list[TextLine]:
         """Lines of a small crop, read on a white canvas (see `_read_crop`)."""
-        with self._ocr.borrow() as ocr:
+        with self._readers.borrow() as ocr:
             return _read_crop(ocr, crop, self.use_cls)
 
     def read_text(self, crop: np.ndarray) -> tuple[str, float | None]:
         """The one line of text in an RGB crop, recognition only (no detection)."""
-        with self._ocr.borrow() as ocr:
+        with self._readers.borrow() as ocr:
             return _read_text(ocr, crop)
 
 

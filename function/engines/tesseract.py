@@ -20,25 +20,18 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from function.config import Settings
-from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage, Slots, package_version, slot_threads
-from function.engines.layout import (
-    LayoutModel,
-    analyse_page,
-    collect,
-    cpu_threads,
-    layout_settings,
-    rgb_pixels,
-    shift_box,
-)
+from function.document import BBox, TextLine
+from function.engines.base import EngineLoadError, Slots, package_version
+from function.engines.layout import PageOCR, shift_box
+from function.engines.layout_engine import LayoutEngine
 from function.errors import ConfigError
 from function.options import Options
 
@@ -93,7 +86,7 @@ def installed_languages(tessdata: Path | None) -> list[str]:
     return sorted(p.stem for p in tessdata.glob("*.traineddata") if p.stem not in NOT_LANGUAGES)
 
 
-class TesseractEngine(Engine):
+class TesseractEngine(LayoutEngine):
     name = "tesseract"
 
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
@@ -104,16 +97,10 @@ class TesseractEngine(Engine):
             raise ConfigError(f"OCR_TESSERACT_LANGS must look like 'rus+eng' or 'ru+en', got {raw!r}")
         self.langs = normalise_langs(raw)
         self.psm = 3  # fully automatic page segmentation: Tesseract finds the lines of the page
-        self.layout_conf_thresh = 0.5
-        self.layout_iou_thresh = 0.5
         self.tessdata = find_tessdata(env)
-        # Documents at once (OCR_CONCURRENCY), each on Tesseract APIs of its own (an API is
-        # stateful: one call at a time), and the layout model's threads per inference: the CPUs
-        # shared out between the documents, so parallel documents do not oversubscribe the cores.
-        self.slots = max(1, settings.concurrency)
-        self.threads = slot_threads(settings, cpu_threads())
-        self._apis: Slots[dict[str, Any]] = Slots()  # per slot: langs -> tesserocr.PyTessBaseAPI
-        self._layout: LayoutModel | None = None
+        # Per document at once (OCR_CONCURRENCY), Tesseract APIs of its own (an API is stateful:
+        # one call at a time): langs -> tesserocr.PyTessBaseAPI.
+        self._apis: Slots[dict[str, Any]] = Slots()
 
     # ------------------------------------------------------------ loading
 
@@ -149,9 +136,7 @@ class TesseractEngine(Engine):
 
     def _build(self) -> dict[str, Any]:
         apis = {self.langs: _build_api(self.tessdata, self.langs, self.psm)}
-        self._layout = LayoutModel(
-            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=self.threads
-        )
+        self._load_layout()
         return apis
 
     def _more_slots(self) -> None:
@@ -189,7 +174,7 @@ class TesseractEngine(Engine):
             "psm": self.psm,
             "min_word_conf": MIN_WORD_CONF,
             "thresholding_method": THRESHOLDING_METHOD,
-            **layout_settings(self.layout_conf_thresh, self.layout_iou_thresh),
+            **self.layout_settings(),
         }
 
     def languages(self) -> list[str]:
@@ -199,20 +184,11 @@ class TesseractEngine(Engine):
 
     # ------------------------------------------------------------ OCR
 
-    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
-        if self._layout is None:
-            raise RuntimeError("tesseract engine used before load()")
+    @contextmanager
+    def _ocr(self, options: Options) -> Iterator[PageOCR]:
         langs = normalise_langs(options.lang) if options.lang else self.langs
-        return collect(self._page(page, langs) for page in pages)
-
-    def _page(self, page: PageImage, langs: str) -> tuple[Page, dict[str, Image.Image]]:
-        assert self._layout is not None
-        rgb = rgb_pixels(page.image)
         with self._apis.borrow() as apis:
-            return analyse_page(
-                rgb,
-                page.index,
-                self._layout,
+            yield PageOCR(
                 lambda image: self._read_lines(apis, image, langs),
                 lambda crop: self._read_crop(apis, crop, langs),
                 lambda crop: self._read_text(apis, crop, langs),
