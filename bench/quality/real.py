@@ -39,12 +39,13 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bench.quality.plain import plain_text
 from function.config import Settings
 from function.engines.base import Engine, PageImage
 from function.options import Options
+from function.pages import PageLimits, PageSource, sniff
 from function.render import render_markdown
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,12 @@ class DevPage:
         return self.path.with_name(self.stem + ".gt.txt").read_text(encoding="utf-8")
 
     def image(self) -> Image.Image:
-        """The page as the function receives it: EXIF orientation applied, RGB."""
-        with Image.open(self.path) as img:
-            return ImageOps.exif_transpose(img).convert("RGB")
+        """The page as the function's page source hands it to an engine (EXIF orientation applied,
+        transparency flattened onto white, RGB)."""
+        data = self.path.read_bytes()
+        limits = PageLimits(max_pixels=10**9, max_pages=1, pdf_dpi=200)
+        (page,) = PageSource(data, sniff(data), None, limits)
+        return page.image
 
 
 @dataclass

@@ -10,6 +10,8 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 
+import numpy as np
+
 from function.config import Settings
 from function.document import Document, Page
 from function.engines.base import Engine, PageImage, slot_threads
@@ -62,12 +64,14 @@ class LayoutEngine(Engine):
     def _page(self, page: PageImage, options: Options, document: Document) -> None:
         """One page read into `document`: its blocks, its figures' crops and any warning about it."""
         assert self._layout is not None
+        rgb = rgb_pixels(page.image)
         with self._ocr(options) as ocr:
-            read, crops = analyse_page(rgb_pixels(page.image), page.index, self._layout, ocr)
+            read, crops = analyse_page(rgb, page.index, self._layout, ocr)
         document.pages.append(read)
         document.images.update(crops)
-        document.warnings.extend(self._warnings(read, options))
+        document.warnings.extend(self._check(read, rgb))
 
-    def _warnings(self, page: Page, options: Options) -> list[str]:
-        """What a client should know about a page the engine read (a script it cannot read, say)."""
+    def _check(self, page: Page, rgb: np.ndarray) -> list[str]:
+        """Warnings about a page just read, for the client (a script the engine cannot read, say);
+        an engine may also take back what it misread."""
         return []

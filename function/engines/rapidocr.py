@@ -19,10 +19,12 @@ import numpy as np
 import rapidocr  # the package only: its main module comes with `_import_rapidocr` below
 
 from function.config import Settings
-from function.document import BBox, TextLine
+from function.document import IMAGE_LABELS, BBox, Page, TextLine
 from function.engines.base import EngineLoadError, Slots, package_version
 from function.engines.layout import PageOCR, adopt_loggers, bgr, shift_box
 from function.engines.layout_engine import LayoutEngine
+from function.engines.script import Script, build_osd, detect_script
+from function.engines.tesseract import find_tessdata
 from function.options import Options
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,14 @@ MODEL_FILES = {
 }
 
 
+# The models know Latin and Chinese script. Cyrillic comes back as ". : , ," and Latin look-alikes
+# ("OTAHOBE"): a page Tesseract's OSD finds Cyrillic, or one read as mostly punctuation, is one
+# RapidOCR cannot read. OSD alone is not enough: it called one English table scan Cyrillic at
+# confidence 2.2, so below SURE_SCRIPT the text must also look wrong (few letters).
+UNREADABLE_SCRIPTS = frozenset({"Cyrillic", "Arabic", "Greek", "Hebrew", "Devanagari"})
+SURE_SCRIPT = 5.0
+MIN_LETTER_SHARE = 0.55
+MIN_CHARS_TO_JUDGE = 40
 CANVAS = 736  # rapidocr's detector scales images up until their short side is this long
 CROP_PAD = 16
 
@@ -88,6 +98,10 @@ class RapidOCREngine(LayoutEngine):
         # object behind a lock with 2 threads per inference 0.13 pages/s, a slot each (1 thread)
         # 0.18, the same as two separate processes (BENCHMARKS.md, "Function overhead").
         self._readers: Slots[RapidOCR] = Slots()
+        # Tesseract's script detection, where installed, to tell a page in a script RapidOCR cannot
+        # read; the cpu engine, which sends such pages elsewhere, turns it off.
+        self.check_script = True
+        self._osd: Slots[Any] = Slots()
 
     # ------------------------------------------------------------ loading
 
@@ -110,6 +124,7 @@ class RapidOCREngine(LayoutEngine):
         self._readers.add(first)
         for _ in range(1, self.slots):
             self._readers.add(self._sharing(first, paths))
+        self._load_osd()
         log.info(
             "rapidocr engine loaded in %.2f s (%s slot(s) of %s thread(s), %s)",
             time.perf_counter() - started,
@@ -117,6 +132,15 @@ class RapidOCREngine(LayoutEngine):
             self.threads,
             ", ".join(p.name for p in paths.values()),
         )
+
+    def _load_osd(self) -> None:
+        """OSD APIs, one per slot, when Tesseract's osd.traineddata is installed; else the check
+        falls back on the text alone."""
+        try:
+            for _ in range(self.slots):
+                self._osd.add(build_osd(find_tessdata()))
+        except EngineLoadError as exc:
+            log.info("rapidocr: no script detection (%s); a page read as punctuation still warns", exc)
 
     def _build(self, paths: dict[str, Path]) -> RapidOCR:
         """The models: rapidocr's sessions (built now, not by the first call) and the layout model."""
@@ -194,6 +218,29 @@ class RapidOCREngine(LayoutEngine):
         return ["en", "ch"]  # the PP-OCRv6 "ch" models read Latin and Chinese script
 
     # ------------------------------------------------------------ OCR
+
+    def _check(self, page: Page, rgb: np.ndarray) -> list[str]:
+        """A page in a script RapidOCR cannot read: say so, and keep none of its misread text."""
+        text = "".join("".join(b.text.split()) for b in page.blocks)
+        if len(text) < MIN_CHARS_TO_JUDGE:
+            return []
+        few_letters = sum(c.isalnum() for c in text) < MIN_LETTER_SHARE * len(text)
+        script = self._script(rgb) if self.check_script else None
+        foreign = script is not None and script.name in UNREADABLE_SCRIPTS
+        if not (few_letters or (foreign and script.confidence >= SURE_SCRIPT)):  # type: ignore[union-attr]
+            return []
+        page.blocks = [b for b in page.blocks if b.label in IMAGE_LABELS]
+        seen = f"in {script.name} script" if foreign else "as punctuation"  # type: ignore[union-attr]
+        return [
+            f"page {page.index + 1}: the page reads {seen}, which rapidocr cannot read (it reads Latin and "
+            "Chinese), so its text was left out; the cpu engine (OCR_ENGINE=cpu) or tesseract reads Russian"
+        ]
+
+    def _script(self, rgb: np.ndarray) -> Script | None:
+        if not self._osd.count:
+            return None
+        with self._osd.borrow() as osd:
+            return detect_script(osd, rgb)
 
     @contextmanager
     def _ocr(self, options: Options) -> Iterator[PageOCR]:

@@ -61,6 +61,10 @@ THRESHOLDING_METHOD = 2
 # The resolution Tesseract is told, which sizes its Sauvola window among others: the 96 dpi that
 # Pillow's BMP carried when pages were passed as images, kept so results stay as measured.
 SOURCE_DPI = 96
+OTSU = 0
+# A page read with fewer characters, or a lower mean confidence, is read again with Otsu.
+DOUBTFUL_CHARS = 40
+DOUBTFUL_CONFIDENCE = 0.7
 MIN_WORD_CONF = 10.0  # words Tesseract is less sure of are noise (specks, rules read as "|")
 _RULE_CHARS = re.compile(r"^[|\[\]_\-—–=~.,:;'\"`!()/\\]+$")  # what table rules and specks read as
 
@@ -212,8 +216,22 @@ class TesseractEngine(LayoutEngine):
     def _read_lines(
         self, apis: dict[str, Any], rgb: np.ndarray, langs: str | None = None, psm: int | None = None
     ) -> list[TextLine]:
+        lines = self._recognise(apis, rgb, langs, psm, THRESHOLDING_METHOD)
+        if psm is None and _doubtful(lines):
+            # Sauvola with its window sized for SOURCE_DPI loses some real pages whole (a digital
+            # table render: no word; a slide on a dark texture: garbage at 40 % confidence) where
+            # the global Otsu threshold reads them; the read Tesseract is surer of wins.
+            otsu = self._recognise(apis, rgb, langs, psm, OTSU)
+            if _weight(otsu) > _weight(lines):
+                return otsu
+        return lines
+
+    def _recognise(
+        self, apis: dict[str, Any], rgb: np.ndarray, langs: str | None, psm: int | None, thresholding: int
+    ) -> list[TextLine]:
         api = self._api(apis, langs or self.langs)
         api.SetPageSegMode(self.psm if psm is None else psm)
+        api.SetVariable("thresholding_method", str(thresholding))
         # Raw pixels: SetImage(PIL image) encodes a BMP (holding the GIL) for Leptonica to parse,
         # 29 ms for an A4 page against 8 (BENCHMARKS.md). Tesseract does not copy them: `pixels`
         # stays referenced until Recognize is done.
@@ -252,6 +270,17 @@ def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
         raise EngineLoadError(f"Tesseract could not load {langs!r} from {tessdata}: {exc}") from exc
     api.SetVariable("thresholding_method", str(THRESHOLDING_METHOD))
     return api
+
+
+def _weight(lines: list[TextLine]) -> float:
+    """Characters read, weighed by Tesseract's confidence in them."""
+    return sum(len(ln.text) * (ln.score or 0.0) for ln in lines)
+
+
+def _doubtful(lines: list[TextLine]) -> bool:
+    """A page read that may have failed: (almost) no text, or text Tesseract itself doubts."""
+    chars = sum(len(ln.text) for ln in lines)
+    return chars < DOUBTFUL_CHARS or _weight(lines) < DOUBTFUL_CONFIDENCE * chars
 
 
 def _pad(crop: np.ndarray, pad: int) -> np.ndarray:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # Labels whose content is a picture: VL gives them no text, so neither do we.
 PICTURE_LABELS = frozenset({"image", "chart", "seal"})
+# A picture region is blank paper when under 1 % of it is this much darker than its paper.
+INK_CONTRAST = 60
+MIN_INK_SHARE = 0.01
 _TITLE_HEIGHT = 1.3  # a short group this much taller than body lines is a title
 # The tallest such title high on the first page is the document's title. Detector boxes carry a
 # margin, so a title set 1.8 times the body size measures about 1.4 times as tall.
@@ -89,7 +92,10 @@ def _region_blocks(
     if region.label == "table":
         return _table_block(rgb, region, lines, read_text)
     if region.label in PICTURE_LABELS and not _mostly_text(region.bbox, lines):
-        return [_block(region.label, region.bbox, lines, region.score)], []
+        # A picture's text (a chart's labels, a letter the model took for a figure) was read and
+        # must not vanish: its lines go on as text. Blank paper is no picture to crop.
+        picture = [_block(region.label, region.bbox, [], region.score)] if has_ink(rgb, region.bbox) else []
+        return picture, lines
     if not lines:  # a text region without text is a false detection
         return [], []
     label = "text" if region.label in PICTURE_LABELS else region.label
@@ -108,6 +114,16 @@ def _table_block(
     block = _block("table", bbox, inside, region.score)
     block.table = table
     return [block], outside
+
+
+def has_ink(rgb: np.ndarray, bbox: BBox) -> bool:
+    """Whether a region holds anything but paper: enough pixels clearly darker than its paper tone."""
+    x0, y0, x1, y1 = bbox
+    gray = rgb[y0:y1, x0:x1].mean(axis=2) if rgb.ndim == 3 else rgb[y0:y1, x0:x1]
+    if gray.size == 0:
+        return False
+    paper = float(np.percentile(gray, 90))
+    return float((gray < paper - INK_CONTRAST).mean()) >= MIN_INK_SHARE
 
 
 def _mostly_text(bbox: BBox, lines: Sequence[TextLine]) -> bool:

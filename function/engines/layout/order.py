@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from function.document import BBox, TextLine
 from function.engines.layout.geometry import box_height, union
 
+MIN_COLUMN_LINES = 3  # rows a side of a gutter needs to be read as a column of its own
+SPANNING_SHARE = 0.6  # a box this much of its group's width spans its columns
+
 
 def reading_order(boxes: Sequence[BBox], line_height: float | None = None) -> list[int]:
     """Indices of `boxes` in reading order: a recursive XY-cut that reads columns before rows.
@@ -32,8 +35,34 @@ def _xy_cut(idx: list[int], boxes: Sequence[BBox], line_h: float | None) -> list
             return [i for band in bands for i in _xy_cut(band, boxes, line_h)]
         if len(columns) > 1:  # one merged band: it has a gutter of its own
             return [i for col in columns for i in _xy_cut(col, boxes, line_h)]
-    # Overlapping boxes that no straight cut separates: top to bottom, then left to right.
-    return sorted(idx, key=lambda i: (boxes[i][1], boxes[i][0]))
+    return _around_spanning(idx, boxes, line_h)
+
+
+def _around_spanning(idx: list[int], boxes: Sequence[BBox], line_h: float | None) -> list[int]:
+    """A group no straight cut separates, because something spans its columns (a photo or a
+    headline across the gutter): the spanning boxes cut it into bands, each band read on its own
+    (column by column where it has columns), the spanning boxes in their place between them.
+    Without such boxes: top to bottom, then left to right."""
+    left, right = min(boxes[i][0] for i in idx), max(boxes[i][2] for i in idx)
+    spanning = sorted(
+        (i for i in idx if boxes[i][2] - boxes[i][0] >= SPANNING_SHARE * (right - left)),
+        key=lambda i: boxes[i][1],
+    )
+    rest = [i for i in idx if i not in spanning]
+    if not spanning or len(rest) < 2 or len(spanning) == len(idx):
+        return sorted(idx, key=lambda i: (boxes[i][1], boxes[i][0]))
+    bands: list[list[int]] = [[] for _ in range(len(spanning) + 1)]
+    for i in rest:
+        centre = (boxes[i][1] + boxes[i][3]) / 2
+        bands[sum(centre > (boxes[s][1] + boxes[s][3]) / 2 for s in spanning)].append(i)
+    order: list[int] = []
+    for n, band in enumerate(bands):
+        order += (
+            _xy_cut(band, boxes, line_h) if len(band) < len(idx) else sorted(band, key=lambda i: boxes[i][1])
+        )
+        if n < len(spanning):
+            order.append(spanning[n])
+    return order
 
 
 def _split_on_gaps(idx: list[int], boxes: Sequence[BBox], axis: int) -> list[list[int]]:
@@ -77,7 +106,33 @@ def _merge_column_bands(
 
 
 def order_lines(lines: Sequence[TextLine]) -> list[list[TextLine]]:
-    """Lines of one block as rows (top to bottom), each row's pieces left to right."""
+    """Lines of one block as rows (top to bottom), each row's pieces left to right; a block that
+    spans two columns of running text (the layout model drew one box around both) column by column."""
+    columns = _text_columns(lines)
+    if len(columns) > 1:
+        return [row for column in columns for row in _rows(column)]
+    return _rows(lines)
+
+
+def _text_columns(lines: Sequence[TextLine]) -> list[list[TextLine]]:
+    """The block's lines split at a gutter, where every side is a column of running text: several
+    lines, each filling most of its column. Narrow runs (a form's values, a receipt's prices) are
+    not columns: their rows read across."""
+    if len(lines) < 2 * MIN_COLUMN_LINES:
+        return [list(lines)]
+    groups = _split_on_gaps(list(range(len(lines))), [ln.bbox for ln in lines], axis=0)
+    if len(groups) < 2:
+        return [list(lines)]
+    columns = [[lines[i] for i in group] for group in groups]
+    for column in columns:
+        box = union([ln.bbox for ln in column])
+        widths = sorted(ln.bbox[2] - ln.bbox[0] for ln in column)
+        if len(_rows(column)) < MIN_COLUMN_LINES or widths[len(widths) // 2] < 0.6 * (box[2] - box[0]):
+            return [list(lines)]
+    return columns
+
+
+def _rows(lines: Sequence[TextLine]) -> list[list[TextLine]]:
     rows: list[list[TextLine]] = []
     for line in sorted(lines, key=lambda ln: (ln.bbox[1] + ln.bbox[3]) / 2):
         if rows and _same_row(union([ln.bbox for ln in rows[-1]]), line.bbox):

@@ -14,6 +14,8 @@ from function.engines.layout.order import lines_text
 
 log = logging.getLogger(__name__)
 
+MIN_PIECES_SHARE = 0.7  # of a line's characters its cell-by-cell re-reads must keep
+
 # Recognises the one line of text in an RGB crop: (text, score). Used for the pieces of an OCR
 # line that runs across a table rule, one piece per cell.
 TextReader = Callable[[np.ndarray], tuple[str, float | None]]
@@ -142,10 +144,20 @@ def _fill_cells(
             continue
         crossed = _cells_crossed(line, table.cells)
         pieces = _pieces(line, crossed, rgb, read_text) if len(crossed) > 1 and read_text else []
+        if not _kept_the_text(line, pieces):  # re-reads that came back (nearly) empty
+            pieces = []
         for i, piece in pieces or [(best, line)]:
             per_cell[i].append(piece)
     for cell, its_lines in zip(table.cells, per_cell, strict=True):
         cell.text = lines_text(its_lines)
+
+
+def _kept_the_text(line: TextLine, pieces: Sequence[tuple[int, TextLine]]) -> bool:
+    """Whether a line's pieces, re-read cell by cell, still hold most of its characters. On real
+    scans Tesseract's one-line re-reads of small pieces often come back empty; the whole line in
+    one cell then loses less than pieces that dropped half the text."""
+    read = sum(len("".join(piece.text.split())) for _, piece in pieces)
+    return read >= MIN_PIECES_SHARE * len("".join(line.text.split()))
 
 
 def _cells_crossed(line: TextLine, cells: Sequence[Cell]) -> dict[int, BBox]:
