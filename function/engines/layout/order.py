@@ -8,6 +8,7 @@ from function.document import BBox, TextLine
 from function.engines.layout.geometry import box_height, union
 
 MIN_COLUMN_LINES = 3  # rows a side of a gutter needs to be read as a column of its own
+MIN_COLUMN_SHARE = 0.3  # of the block's width, for a column of running text
 SPANNING_SHARE = 0.6  # a box this much of its group's width spans its columns
 
 
@@ -124,10 +125,13 @@ def _text_columns(lines: Sequence[TextLine]) -> list[list[TextLine]]:
     if len(groups) < 2:
         return [list(lines)]
     columns = [[lines[i] for i in group] for group in groups]
+    whole = union([ln.bbox for ln in lines])
     for column in columns:
         box = union([ln.bbox for ln in column])
         widths = sorted(ln.bbox[2] - ln.bbox[0] for ln in column)
-        if len(_rows(column)) < MIN_COLUMN_LINES or widths[len(widths) // 2] < 0.6 * (box[2] - box[0]):
+        narrow = box[2] - box[0] < MIN_COLUMN_SHARE * (whole[2] - whole[0])
+        ragged = widths[len(widths) // 2] < 0.6 * (box[2] - box[0])
+        if narrow or ragged or len(_rows(column)) < MIN_COLUMN_LINES:
             return [list(lines)]
     return columns
 
