@@ -99,3 +99,29 @@ def test_a_table_whose_cells_reread_empty_still_carries_its_text() -> None:
     assert table is not None
     text = " ".join(" ".join(row) for row in table.grid())
     assert all(f"c{r}{c}" in text for r in range(3) for c in range(3))
+
+
+def _paragraph(first_line: int, count: int = 4) -> list[TextLine]:
+    return [
+        TextLine(f"Body text line {i} of running prose that fills the column.", (100, y, 900, y + 30), 0.9)
+        for i, y in enumerate(range(first_line, first_line + 45 * count, 45))
+    ]
+
+
+def test_a_page_number_in_the_margin_is_no_body_text() -> None:
+    lines = [*_paragraph(200), TextLine("- 12 -", (480, 1340, 530, 1370), 0.9)]
+    blocks = build_blocks(_white(), [], lines)
+    number = next(b for b in blocks if b.text == "- 12 -")
+    assert number.label == "number" and number.order is None
+
+
+def test_a_numbered_section_heading_is_a_title_whatever_its_size() -> None:
+    lines = [TextLine("1. Introduction", (100, 120, 330, 150), 0.9), *_paragraph(200)]
+    blocks = build_blocks(_white(), [], lines, page_index=1)
+    assert next(b for b in blocks if b.text == "1. Introduction").label == "paragraph_title"
+
+
+def test_a_numbered_list_item_stays_text() -> None:
+    lines = [TextLine("1. Approve the attached regulation.", (100, 120, 700, 150), 0.9), *_paragraph(300)]
+    blocks = build_blocks(_white(), [], lines, page_index=1)
+    assert next(b for b in blocks if b.text.startswith("1. Approve")).label == "text"

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 # Scripts Tesseract reads here (Debian's rus and eng data); every other script goes to RapidOCR.
 TESSERACT_SCRIPTS = {"Cyrillic": "rus"}
+# OSD's confidence below which its script may be wrong: it called two English dev-set pages (a
+# table scan, a small typewritten photo) Cyrillic at 2.2 and 0.2, and Russian ones at 0.0-2.6.
+# An unsure Cyrillic page is read with English too, so an English page still comes back as
+# English (Tesseract's, not RapidOCR's) rather than as Cyrillic look-alikes.
+SURE_SCRIPT = 5.0
+UNSURE_EXTRA_LANGS = "eng"
 RAPIDOCR_LANGS = frozenset({"en", "ch"})
 
 
@@ -60,6 +66,7 @@ class CPUEngine(Engine):
             "rapidocr": self.rapidocr.settings(),
             "tesseract": self.tesseract.settings(),
             "tesseract_scripts": TESSERACT_SCRIPTS,
+            "sure_script": SURE_SCRIPT,
         }
 
     def languages(self) -> list[str]:
@@ -89,4 +96,6 @@ class CPUEngine(Engine):
         langs = TESSERACT_SCRIPTS.get(script.name)
         if langs is None:
             return self.rapidocr, options
+        if script.confidence < SURE_SCRIPT:
+            langs = f"{langs}+{UNSURE_EXTRA_LANGS}"
         return self.tesseract, dataclasses.replace(options, lang=normalise_langs(langs))

@@ -4,6 +4,7 @@ labelled, blocks in reading order."""
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from collections.abc import Sequence
 
@@ -30,6 +31,11 @@ PICTURE_LABELS = frozenset({"image", "chart", "seal"})
 # A picture region is blank paper when under 1 % of it is this much darker than its paper.
 INK_CONTRAST = 60
 MIN_INK_SHARE = 0.01
+# "1. Introduction", "2.3 Results", "IV. Methods": a number, then a capitalised short heading
+# without a closing full stop.
+_SECTION_HEADING = re.compile(r"^(\d{1,2}(\.\d{1,2})*\.?|[IVX]{1,5}\.)\s+[A-ZА-ЯЁ][^.!?]{1,80}$")
+_PAGE_NUMBER = re.compile(r"^(?:[-–—]\s*)?(?:page\s+|стр\.\s*|с\.\s*)?\d{1,4}(?:\s*[-–—])?$", re.IGNORECASE)
+MARGIN_SHARE = 0.08  # of the page's height: the top and bottom margins, where page numbers sit
 _TITLE_HEIGHT = 1.3  # a short group this much taller than body lines is a title
 # The tallest such title high on the first page is the document's title. Detector boxes carry a
 # margin, so a title set 1.8 times the body size measures about 1.4 times as tall.
@@ -99,8 +105,10 @@ def _region_blocks(
     if not lines:  # a text region without text is a false detection
         return [], []
     label = "text" if region.label in PICTURE_LABELS else region.label
-    bbox = union([region.bbox, *(ln.bbox for ln in lines)])
-    return [_block(label, bbox, lines, region.score)], []
+    # The box around the lines, not the region: the model nests a loose region around several
+    # paragraphs it also found one by one, and the loose box would overlap them all and lose the
+    # reading order its own leftover lines belong in.
+    return [_block(label, union([ln.bbox for ln in lines]), lines, region.score)], []
 
 
 def _table_block(
@@ -230,15 +238,37 @@ def _unmark_lone_headers(blocks: list[Block]) -> None:
 
 def _label_titles(blocks: list[Block], body_h: float, page_index: int, page_h: int) -> None:
     for block in blocks:
-        if block.label == "text" and _looks_like_title(block, body_h):
+        if block.label == "text" and _is_page_number(block, page_h):
+            block.label = "number"
+        elif block.label in ("text", "header") and _looks_like_title(block, body_h):
             block.label = "paragraph_title"
+        elif block.label == "paragraph_title" and not _could_be_title(block):
+            block.label = "text"  # the model's "title" on a long block or a sentence
     if page_index == 0:
         _promote_doc_title(blocks, body_h, page_h)
 
 
 def _looks_like_title(block: Block, body_h: float) -> bool:
-    short = len(order_lines(block.lines)) <= 2 and len(lines_text(block.lines)) <= 200
-    return short and _taller_than_body(block.lines, body_h)
+    """A short block set bigger than the body, or a numbered section heading ("1. Introduction",
+    "2.3 Results") on a line of its own, which is a title whatever its size (not so a numbered
+    list item: that is a sentence, ending with a full stop)."""
+    if not _could_be_title(block):
+        return False
+    if block.label == "header":  # a running head is small print: only size makes it a title
+        return _taller_than_body(block.lines, body_h)
+    text = lines_text(block.lines)
+    numbered = len(order_lines(block.lines)) == 1 and _SECTION_HEADING.match(text) is not None
+    return numbered or _taller_than_body(block.lines, body_h)
+
+
+def _could_be_title(block: Block) -> bool:
+    return len(order_lines(block.lines)) <= 2 and len(lines_text(block.lines)) <= 200
+
+
+def _is_page_number(block: Block, page_h: int) -> bool:
+    """A lone number (or "- 12 -", "Page 3") in the top or bottom margin of the page."""
+    near_edge = block.bbox[3] < MARGIN_SHARE * page_h or block.bbox[1] > (1 - MARGIN_SHARE) * page_h
+    return near_edge and _PAGE_NUMBER.match(lines_text(block.lines).strip()) is not None
 
 
 def _promote_doc_title(blocks: list[Block], body_h: float, page_h: int) -> None:
