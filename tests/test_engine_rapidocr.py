@@ -258,13 +258,13 @@ def test_double_spaced_lines_stay_one_paragraph() -> None:
     assert len(blocks) == 1 and blocks[0].text == "\n".join(f"line {i}" for i in range(6))
 
 
-def test_a_figure_keeps_no_text_unless_it_is_mostly_text() -> None:
+def test_a_figure_keeps_its_crop_and_its_text_goes_on_as_text() -> None:
     rgb = np.full((1400, 1000, 3), 255, np.uint8)
+    rgb[150:500, 150:850] = 80  # the chart's ink
     chart = Region("image", (100, 100, 900, 600), 0.9)
     label = _line("axis label", 400, 560, 200, h=24)
     blocks = build_blocks(rgb, [chart], [label])
-    assert [(b.label, b.text) for b in blocks] == [("image", "")]
-    assert blocks[0].lines == [label]  # kept in the JSON, out of the Markdown
+    assert sorted((b.label, b.text) for b in blocks) == [("image", ""), ("text", "axis label")]
     dense = [_line(f"text {i}", 110, 110 + 36 * i, 780) for i in range(13)]
     blocks = build_blocks(rgb, [chart], dense)
     assert [b.label for b in blocks] == ["text"] and blocks[0].text.startswith("text 0\ntext 1")
