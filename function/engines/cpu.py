@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 
 # Scripts Tesseract reads here (Debian's rus and eng data); every other script goes to RapidOCR.
 TESSERACT_SCRIPTS = {"Cyrillic": "rus"}
-# OSD's confidence below which its script may be wrong: it called two English dev-set pages (a
-# table scan, a small typewritten photo) Cyrillic at 2.2 and 0.2, and Russian ones at 0.0-2.6.
+# OSD's confidence below which its script may be wrong: on the dev set it called two English pages
+# (a table scan, a small typewritten photo) Cyrillic at 0.1 and 1.4; Russian pages came at 1.1-34,
+# all but one of them above this.
 # An unsure Cyrillic page is read with English too, so an English page still comes back as
 # English (Tesseract's, not RapidOCR's) rather than as Cyrillic look-alikes.
-SURE_SCRIPT = 5.0
+SURE_SCRIPT = 1.5
 UNSURE_EXTRA_LANGS = "eng"
 RAPIDOCR_LANGS = frozenset({"en", "ch"})
 

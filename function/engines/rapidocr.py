@@ -222,9 +222,11 @@ class RapidOCREngine(LayoutEngine):
     def _check(self, page: Page, rgb: np.ndarray) -> list[str]:
         """A page in a script RapidOCR cannot read: say so, and keep none of its misread text."""
         text = "".join("".join(b.text.split()) for b in page.blocks)
-        if len(text) < MIN_CHARS_TO_JUDGE:
+        if not text:
             return []
-        few_letters = sum(c.isalnum() for c in text) < MIN_LETTER_SHARE * len(text)
+        few_letters = len(text) >= MIN_CHARS_TO_JUDGE and sum(
+            c.isalnum() for c in text
+        ) < MIN_LETTER_SHARE * len(text)
         script = self._script(rgb) if self.check_script else None
         foreign = script is not None and script.name in UNREADABLE_SCRIPTS
         if not (few_letters or (foreign and script.confidence >= SURE_SCRIPT)):  # type: ignore[union-attr]
