@@ -17,7 +17,7 @@ MULTIPART_OVERHEAD = MB
 
 @dataclass(frozen=True)
 class Settings:
-    engine: str = "rapidocr"
+    engine: str = "cpu"  # per page: Cyrillic to tesseract, other scripts to rapidocr
     store: str = "file://./output"
     public_base_url: str | None = None  # base of result URLs; else the request's own host
     url_expires_sec: int = 3600

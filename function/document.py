@@ -114,3 +114,6 @@ class Document:
     # The crops the Markdown links to (`Block.image`): relative path -> PIL image, stored next to
     # the Markdown so the links resolve. Not part of the JSON.
     images: dict[str, Any] = field(default_factory=dict)
+    # What the client should know about the result, one sentence each (a page in a script the
+    # engine cannot read, say); in document.json when there are any.
+    warnings: list[str] = field(default_factory=list)

@@ -196,7 +196,9 @@ def schemas() -> dict[str, Schema]:
                 "engine": nullable(obj({"name": string(), "version": string(), "fingerprint": string()})),
                 "pages": {"type": "array", "items": ref("Page")},
                 "markdown": string(),
-            }
+                "warnings": {"type": "array", "items": string()},  # only when there are any
+            },
+            ["schema_version", "source", "engine", "pages", "markdown"],
         ),
         "Page": obj(
             {

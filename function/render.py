@@ -201,14 +201,18 @@ def _html_cell(tag: str, cell: Cell, table: Table) -> str:
 
 
 def render_json(doc: Document) -> dict[str, Any]:
-    """The document as a JSON-serialisable dict (schema_version 1; key order is part of it)."""
-    return {
+    """The document as a JSON-serialisable dict (schema_version 1; key order is part of it).
+    `warnings` is there only when the engine had any."""
+    out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "source": dataclasses.asdict(doc.source) if doc.source else None,
         "engine": dataclasses.asdict(doc.engine) if doc.engine else None,
         "pages": [_page_json(p) for p in _pages_in_order(doc)],
         "markdown": render_markdown(doc),
     }
+    if doc.warnings:
+        out["warnings"] = list(doc.warnings)
+    return out
 
 
 def _page_json(page: Page) -> dict[str, Any]:

@@ -220,7 +220,7 @@ def test_gpu_service_gets_a_gpu_and_the_cpu_service_does_not() -> None:
     assert "nvidia.com/gpu" not in json.dumps(cpu["resources"])
     assert m.go_duration(m.annotations(m.gpu_service())["serving.knative.dev/progress-deadline"]) >= 600
     assert m.service_env(m.gpu_service())["OCR_ENGINE"] == "paddleocr-vl"
-    assert m.service_env(m.cpu_service())["OCR_ENGINE"] == "rapidocr"
+    assert m.service_env(m.cpu_service())["OCR_ENGINE"] == "cpu"
 
 
 @pytest.mark.parametrize("service", SERVICES)

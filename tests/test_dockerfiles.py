@@ -108,12 +108,13 @@ def test_cpu_image() -> None:
         "tesseract-ocr",
         "tesseract-ocr-rus",
         "tesseract-ocr-eng",
+        "tesseract-ocr-osd",
         "fonts-dejavu-core",
         "libtcmalloc-minimal4",
     )
     for package in packages:
         assert re.search(rf"\s{re.escape(package)}(\s|$)", runs), package
-    assert "-r requirements-cpu.txt" in runs and "OCR_ENGINE=rapidocr" in text
+    assert "-r requirements-cpu.txt" in runs and "OCR_ENGINE=cpu" in text
     _serves_as_non_root(steps)
 
 

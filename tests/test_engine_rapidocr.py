@@ -11,8 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from function.config import Settings
-from function.document import BBox, Block, Page, TextLine
-from function.engines import layout as layout_mod
+from function.document import BBox, Block, Document, Page, TextLine
 from function.engines import rapidocr as rapidocr_mod
 from function.engines.base import EngineLoadError, PageImage
 from function.engines.layout import (
@@ -24,6 +23,7 @@ from function.engines.layout import (
     recognise_table,
     reread_empty_regions,
 )
+from function.engines.layout import model as layout_model
 from function.engines.rapidocr import RapidOCREngine
 from function.options import Options
 from tests.synthetic import cer, english_page, page_with_text, table_page, two_column_page
@@ -116,9 +116,9 @@ def test_pages_are_consumed_one_at_a_time(engine: RapidOCREngine, monkeypatch: p
     events: list[str] = []
     read_page = engine._page
 
-    def recording_page(page: PageImage) -> Page:
+    def recording_page(page: PageImage, options: Options, document: Document) -> None:
         events.append(f"read {page.index}")
-        return read_page(page)
+        read_page(page, options, document)
 
     def pages() -> Iterator[PageImage]:
         for index in (4, 5):
@@ -164,7 +164,7 @@ def test_missing_ocr_model_is_a_load_error(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_missing_layout_model_is_a_load_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     missing = tmp_path / "layout_cdla.onnx"
-    monkeypatch.setattr(layout_mod, "default_layout_model_path", lambda: missing)
+    monkeypatch.setattr(layout_model, "default_layout_model_path", lambda: missing)
     with pytest.raises(EngineLoadError, match=re.escape(str(missing))):
         RapidOCREngine(Settings()).load()
     with pytest.raises(EngineLoadError, match="layout model file not found"):
@@ -258,13 +258,13 @@ def test_double_spaced_lines_stay_one_paragraph() -> None:
     assert len(blocks) == 1 and blocks[0].text == "\n".join(f"line {i}" for i in range(6))
 
 
-def test_a_figure_keeps_no_text_unless_it_is_mostly_text() -> None:
+def test_a_figure_keeps_its_crop_and_its_text_goes_on_as_text() -> None:
     rgb = np.full((1400, 1000, 3), 255, np.uint8)
+    rgb[150:500, 150:850] = 80  # the chart's ink
     chart = Region("image", (100, 100, 900, 600), 0.9)
     label = _line("axis label", 400, 560, 200, h=24)
     blocks = build_blocks(rgb, [chart], [label])
-    assert [(b.label, b.text) for b in blocks] == [("image", "")]
-    assert blocks[0].lines == [label]  # kept in the JSON, out of the Markdown
+    assert sorted((b.label, b.text) for b in blocks) == [("image", ""), ("text", "axis label")]
     dense = [_line(f"text {i}", 110, 110 + 36 * i, 780) for i in range(13)]
     blocks = build_blocks(rgb, [chart], dense)
     assert [b.label for b in blocks] == ["text"] and blocks[0].text.startswith("text 0\ntext 1")

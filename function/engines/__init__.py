@@ -12,6 +12,8 @@ ENGINES = {
     "rapidocr": "function.engines.rapidocr:RapidOCREngine",
     "paddleocr-vl": "function.engines.paddleocr_vl:PaddleOCRVLEngine",
     "tesseract": "function.engines.tesseract:TesseractEngine",
+    # Per page: Cyrillic to tesseract, other scripts to rapidocr (function/engines/cpu.py).
+    "cpu": "function.engines.cpu:CPUEngine",
 }
 
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 MAX_DEGREES = 5.0
 MIN_DEGREES = 0.3  # below this a page is left as it is: resampling costs more than it brings
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
 _WORK_SIDE = 1000  # the angle is searched on a copy this size: enough for 0.1° resolution
 
 
@@ -26,12 +29,36 @@ def estimate_skew(rgb: np.ndarray) -> float:
 
 def deskew(rgb: np.ndarray) -> np.ndarray:
     """The page rotated level (same size, white corners), or the page itself if it is level."""
+    return straighten(rgb)[0]
+
+
+def straighten(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The page rotated level, and the angle it was turned by (0.0: left as it was)."""
     angle = estimate_skew(rgb)
     if abs(angle) < MIN_DEGREES:
-        return rgb
+        return rgb, 0.0
     height, width = rgb.shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    return cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=(255, 255, 255))
+    level = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=(255, 255, 255))
+    return level, angle
+
+
+def unrotate_box(box: Box, angle: float, width: int, height: int) -> Box:
+    """A box of the straightened page in the pixels of the page as it came: its corners turned back
+    by `angle` about the centre, the box around them, inside the page. A box inside another stays
+    inside it, so a block still holds its lines."""
+    if not angle:
+        return box
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -angle, 1.0)
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], dtype=np.float64) @ matrix.T
+    (lx, ly), (hx, hy) = corners.min(axis=0), corners.max(axis=0)
+    return (
+        min(max(math.floor(lx), 0), width),
+        min(max(math.floor(ly), 0), height),
+        min(max(math.ceil(hx), 0), width),
+        min(max(math.ceil(hy), 0), height),
+    )
 
 
 def _ink(rgb: np.ndarray) -> np.ndarray:

@@ -9,29 +9,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import rapidocr  # the package only: its main module comes with `_import_rapidocr` below
-from PIL import Image
 
 from function.config import Settings
-from function.document import BBox, Document, Page, TextLine
-from function.engines.base import Engine, EngineLoadError, PageImage, Slots, package_version, slot_threads
-from function.engines.layout import (
-    LayoutModel,
-    adopt_loggers,
-    analyse_page,
-    bgr,
-    collect,
-    cpu_threads,
-    layout_settings,
-    rgb_pixels,
-    shift_box,
-)
+from function.document import IMAGE_LABELS, BBox, Page, TextLine
+from function.engines.base import EngineLoadError, Slots, package_version
+from function.engines.layout import PageOCR, adopt_loggers, bgr, shift_box
+from function.engines.layout_engine import LayoutEngine
+from function.engines.script import Script, build_osd, detect_script
+from function.engines.tesseract import find_tessdata
 from function.options import Options
 
 log = logging.getLogger(__name__)
@@ -74,11 +67,19 @@ MODEL_FILES = {
 }
 
 
+# The models know Latin and Chinese script. Cyrillic comes back as ". : , ," and Latin look-alikes
+# ("OTAHOBE"): a page Tesseract's OSD finds Cyrillic, or one read as mostly punctuation, is one
+# RapidOCR cannot read. OSD alone is not enough: it called one English table scan Cyrillic at
+# confidence 2.2, so below SURE_SCRIPT the text must also look wrong (few letters).
+UNREADABLE_SCRIPTS = frozenset({"Cyrillic", "Arabic", "Greek", "Hebrew", "Devanagari"})
+SURE_SCRIPT = 5.0
+MIN_LETTER_SHARE = 0.55
+MIN_CHARS_TO_JUDGE = 40
 CANVAS = 736  # rapidocr's detector scales images up until their short side is this long
 CROP_PAD = 16
 
 
-class RapidOCREngine(Engine):
+class RapidOCREngine(LayoutEngine):
     name = "rapidocr"
 
     def __init__(self, settings: Settings) -> None:
@@ -91,19 +92,16 @@ class RapidOCREngine(Engine):
         # The 180-degree line classifier flips upright Latin lines it is unsure of (seen at 0.97
         # confidence on clean 150 dpi text), turning them into garbage; pages come upright.
         self.use_cls = False
-        self.layout_conf_thresh = 0.5
-        self.layout_iou_thresh = 0.5
-        # Documents at once (OCR_CONCURRENCY) and the onnxruntime threads of each inference: the
-        # CPUs shared out between them, so parallel documents do not oversubscribe the cores.
-        self.slots = max(1, settings.concurrency)
-        self.threads = slot_threads(settings, cpu_threads())
         # A RapidOCR object is not thread-safe (each call rewrites its switches), so each slot has
         # its own; all of them share one set of onnxruntime sessions (whose run() is thread-safe),
         # so a slot costs no memory or load time. Measured at concurrency 2 on 2 cores: one shared
         # object behind a lock with 2 threads per inference 0.13 pages/s, a slot each (1 thread)
         # 0.18, the same as two separate processes (BENCHMARKS.md, "Function overhead").
-        self._ocr: Slots[RapidOCR] = Slots()
-        self._layout: LayoutModel | None = None
+        self._readers: Slots[RapidOCR] = Slots()
+        # Tesseract's script detection, where installed, to tell a page in a script RapidOCR cannot
+        # read; the cpu engine, which sends such pages elsewhere, turns it off.
+        self.check_script = True
+        self._osd: Slots[Any] = Slots()
 
     # ------------------------------------------------------------ loading
 
@@ -123,9 +121,10 @@ class RapidOCREngine(Engine):
         logging.getLogger("RapidOCR").addFilter(_not_an_empty_page)
         first = self._timed("models", lambda: self._build(paths))
         self._timed("warm_up", lambda: self._warm_up(first))
-        self._ocr.add(first)
+        self._readers.add(first)
         for _ in range(1, self.slots):
-            self._ocr.add(self._sharing(first, paths))
+            self._readers.add(self._sharing(first, paths))
+        self._load_osd()
         log.info(
             "rapidocr engine loaded in %.2f s (%s slot(s) of %s thread(s), %s)",
             time.perf_counter() - started,
@@ -134,15 +133,22 @@ class RapidOCREngine(Engine):
             ", ".join(p.name for p in paths.values()),
         )
 
+    def _load_osd(self) -> None:
+        """OSD APIs, one per slot, when Tesseract's osd.traineddata is installed; else the check
+        falls back on the text alone."""
+        try:
+            for _ in range(self.slots):
+                self._osd.add(build_osd(find_tessdata()))
+        except EngineLoadError as exc:
+            log.info("rapidocr: no script detection (%s); a page read as punctuation still warns", exc)
+
     def _build(self, paths: dict[str, Path]) -> RapidOCR:
         """The models: rapidocr's sessions (built now, not by the first call) and the layout model."""
         ocr = RapidOCR(params=self._params(paths))
         steps = ["_load_det_model", "_load_rec_model"] + (["_load_cls_model"] if self.use_cls else [])
         for step in steps:  # rapidocr 3.x; a version without them builds its sessions on first use
             getattr(ocr, step, lambda: None)()
-        self._layout = LayoutModel(
-            conf_thresh=self.layout_conf_thresh, iou_thresh=self.layout_iou_thresh, threads=self.threads
-        )
+        self._load_layout()
         return ocr
 
     def _sharing(self, first: RapidOCR, paths: dict[str, Path]) -> RapidOCR:
@@ -205,7 +211,7 @@ class RapidOCREngine(Engine):
             "box_thresh": self.box_thresh,
             "unclip_ratio": self.unclip_ratio,
             "max_side_len": self.max_side_len,
-            **layout_settings(self.layout_conf_thresh, self.layout_iou_thresh),
+            **self.layout_settings(),
         }
 
     def languages(self) -> list[str]:
@@ -213,19 +219,35 @@ class RapidOCREngine(Engine):
 
     # ------------------------------------------------------------ OCR
 
-    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
-        if not self.ready or self._layout is None:
-            raise RuntimeError("rapidocr engine used before load()")
-        return collect(self._page(page) for page in pages)
+    def _check(self, page: Page, rgb: np.ndarray) -> list[str]:
+        """A page in a script RapidOCR cannot read: say so, and keep none of its misread text."""
+        text = "".join("".join(b.text.split()) for b in page.blocks)
+        if not text:
+            return []
+        few_letters = len(text) >= MIN_CHARS_TO_JUDGE and sum(
+            c.isalnum() for c in text
+        ) < MIN_LETTER_SHARE * len(text)
+        script = self._script(rgb) if self.check_script else None
+        foreign = script is not None and script.name in UNREADABLE_SCRIPTS
+        if not (few_letters or (foreign and script.confidence >= SURE_SCRIPT)):  # type: ignore[union-attr]
+            return []
+        page.blocks = [b for b in page.blocks if b.label in IMAGE_LABELS]
+        seen = f"in {script.name} script" if foreign else "as punctuation"  # type: ignore[union-attr]
+        return [
+            f"page {page.index + 1}: the page reads {seen}, which rapidocr cannot read (it reads Latin and "
+            "Chinese), so its text was left out; the cpu engine (OCR_ENGINE=cpu) or tesseract reads Russian"
+        ]
 
-    def _page(self, page: PageImage) -> tuple[Page, dict[str, Image.Image]]:
-        assert self._layout is not None
-        rgb = rgb_pixels(page.image)
-        with self._ocr.borrow() as ocr:
-            return analyse_page(
-                rgb,
-                page.index,
-                self._layout,
+    def _script(self, rgb: np.ndarray) -> Script | None:
+        if not self._osd.count:
+            return None
+        with self._osd.borrow() as osd:
+            return detect_script(osd, rgb)
+
+    @contextmanager
+    def _ocr(self, options: Options) -> Iterator[PageOCR]:
+        with self._readers.borrow() as ocr:
+            yield PageOCR(
                 lambda image: _read_lines(ocr, image, self.use_cls),
                 lambda crop: _read_crop(ocr, crop, self.use_cls),
                 lambda crop: _read_text(ocr, crop),
@@ -233,17 +255,17 @@ class RapidOCREngine(Engine):
 
     def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
         """Text lines of an RGB image, boxes in its pixels (rapidocr maps back from any shrinking)."""
-        with self._ocr.borrow() as ocr:
+        with self._readers.borrow() as ocr:
             return _read_lines(ocr, rgb, self.use_cls)
 
     def read_crop(self, crop: np.ndarray) -> list[TextLine]:
         """Lines of a small crop, read on a white canvas (see `_read_crop`)."""
-        with self._ocr.borrow() as ocr:
+        with self._readers.borrow() as ocr:
             return _read_crop(ocr, crop, self.use_cls)
 
     def read_text(self, crop: np.ndarray) -> tuple[str, float | None]:
         """The one line of text in an RGB crop, recognition only (no detection)."""
-        with self._ocr.borrow() as ocr:
+        with self._readers.borrow() as ocr:
             return _read_text(ocr, crop)
 
 

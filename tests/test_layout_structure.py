@@ -1,0 +1,127 @@
+"""The layout stage on the kinds of trouble real pages brought (issue 21), without a model: layout
+regions and OCR lines built by hand on drawn pages, as the layout model and an OCR would give them."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from function.document import TextLine
+from function.engines.layout import Region, build_blocks, lines_text, reading_order, recognise_table
+from tests.test_engine_rapidocr import _draw_table
+
+
+def _white(width: int = 1000, height: int = 1400) -> np.ndarray:
+    return np.full((height, width, 3), 255, np.uint8)
+
+
+def _body(blocks: list) -> str:  # type: ignore[type-arg]
+    return "\n".join(
+        b.text for b in sorted((b for b in blocks if b.order is not None), key=lambda b: b.order)
+    )
+
+
+def test_a_photo_across_two_columns_is_read_around_column_by_column() -> None:
+    """A photo spanning the gutter and overlapping both columns leaves no straight cut: the page is
+    still read left column, right column above the photo, the photo, then the same below it."""
+    boxes = [
+        (50, 100, 450, 460),  # left column, above; its bottom reaches into the photo's top
+        (500, 100, 900, 400),  # right column, above
+        (60, 430, 890, 640),  # the photo, across both columns
+        (50, 620, 450, 1000),  # left column, below; its top reaches into the photo
+        (500, 660, 900, 1000),  # right column, below
+    ]
+    assert reading_order(boxes, 20.0) == [0, 1, 2, 3, 4]
+
+
+def test_a_block_spanning_two_columns_reads_column_by_column() -> None:
+    """One text region drawn around both columns: its lines are not interleaved row by row."""
+    left = [
+        TextLine(f"left{i} words of the left column", (50, 100 + 40 * i, 440, 130 + 40 * i)) for i in range(5)
+    ]
+    right = [
+        TextLine(f"right{i} words of the right column", (500, 100 + 40 * i, 900, 130 + 40 * i))
+        for i in range(5)
+    ]
+    text = lines_text(left + right).split("\n")
+    assert [t.split()[0] for t in text] == [f"left{i}" for i in range(5)] + [f"right{i}" for i in range(5)]
+
+
+def test_a_form_with_values_on_the_right_reads_across() -> None:
+    """A receipt's item and price share a row; the narrow price column is no column of text."""
+    items = [TextLine(f"item{i} with a long name", (50, 100 + 40 * i, 500, 130 + 40 * i)) for i in range(5)]
+    prices = [TextLine(f"{i}.99", (800, 100 + 40 * i, 880, 130 + 40 * i)) for i in range(5)]
+    assert lines_text(items + prices).split("\n")[0] == "item0 with a long name 0.99"
+
+
+def test_a_letter_body_labelled_as_a_figure_keeps_its_text() -> None:
+    """The layout model calls a typewritten letter's body a figure; its lines cover under half of it."""
+    rgb = _white()
+    draw = ImageDraw.Draw(img := Image.fromarray(rgb))
+    lines = []
+    for i in range(12):
+        box = (100, 200 + 60 * i, 700, 224 + 60 * i)
+        draw.rectangle(box, fill="black")  # ink where the words are
+        lines.append(TextLine(f"line {i} of the letter", box, 0.9))
+    blocks = build_blocks(np.asarray(img), [Region("image", (80, 180, 920, 960), 0.8)], lines)
+    body = _body(blocks)
+    assert all(f"line {i} of the letter" in body for i in range(12))
+
+
+def test_blank_paper_labelled_as_a_picture_is_no_picture() -> None:
+    rgb = _white()
+    lines = [TextLine("A paragraph of text", (100, 100, 700, 130), 0.9)]
+    blocks = build_blocks(rgb, [Region("image", (100, 400, 900, 900), 0.7)], lines)
+    assert [b.label for b in blocks] == ["text"]
+
+
+def test_a_drawn_picture_stays_a_picture() -> None:
+    rgb = _white()
+    rgb[450:850, 150:850] = 90  # a grey photograph
+    blocks = build_blocks(rgb, [Region("image", (100, 400, 900, 900), 0.7)], [])
+    assert [b.label for b in blocks] == ["image"]
+
+
+def test_a_table_whose_cells_reread_empty_still_carries_its_text() -> None:
+    """Real scans: Tesseract's one-line re-reads of the pieces of a line crossing a rule come back
+    empty. The reader here is a stand-in that returns nothing, as those re-reads did."""
+    spec = [(r, c, 1, 1, f"c{r}{c}") for r in range(3) for c in range(3)]
+    rgb, bbox, lines = _draw_table(spec)
+    # Each row read as one detector line across the rules.
+    rows = [
+        TextLine(
+            " ".join(ln.text for ln in lines[3 * r : 3 * r + 3]),
+            (lines[3 * r].bbox[0], lines[3 * r].bbox[1], lines[3 * r + 2].bbox[2], lines[3 * r + 2].bbox[3]),
+        )
+        for r in range(3)
+    ]
+    table = recognise_table(rgb, bbox, rows, lambda crop: ("", None))
+    assert table is not None
+    text = " ".join(" ".join(row) for row in table.grid())
+    assert all(f"c{r}{c}" in text for r in range(3) for c in range(3))
+
+
+def _paragraph(first_line: int, count: int = 4) -> list[TextLine]:
+    return [
+        TextLine(f"Body text line {i} of running prose that fills the column.", (100, y, 900, y + 30), 0.9)
+        for i, y in enumerate(range(first_line, first_line + 45 * count, 45))
+    ]
+
+
+def test_a_page_number_in_the_margin_is_no_body_text() -> None:
+    lines = [*_paragraph(200), TextLine("- 12 -", (480, 1340, 530, 1370), 0.9)]
+    blocks = build_blocks(_white(), [], lines)
+    number = next(b for b in blocks if b.text == "- 12 -")
+    assert number.label == "number" and number.order is None
+
+
+def test_a_numbered_section_heading_is_a_title_whatever_its_size() -> None:
+    lines = [TextLine("1. Introduction", (100, 120, 330, 150), 0.9), *_paragraph(200)]
+    blocks = build_blocks(_white(), [], lines, page_index=1)
+    assert next(b for b in blocks if b.text == "1. Introduction").label == "paragraph_title"
+
+
+def test_a_numbered_list_item_stays_text() -> None:
+    lines = [TextLine("1. Approve the attached regulation.", (100, 120, 700, 150), 0.9), *_paragraph(300)]
+    blocks = build_blocks(_white(), [], lines, page_index=1)
+    assert next(b for b in blocks if b.text.startswith("1. Approve")).label == "text"
