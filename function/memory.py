@@ -61,6 +61,10 @@ class MemoryModel:
 MODELS = {
     "rapidocr": MemoryModel(idle_mb=350, per_doc_mb=550, bytes_per_pixel=11, source="measured"),
     "tesseract": MemoryModel(idle_mb=320, per_doc_mb=64, bytes_per_pixel=26, source="measured"),
+    # Both engines loaded (373 MB idle measured) and Tesseract's OSD on every page; a page costs what
+    # the engine it is routed to costs: rapidocr's per document (619 MB measured at 4 Mpx with OSD),
+    # Tesseract's per pixel.
+    "cpu": MemoryModel(idle_mb=450, per_doc_mb=650, bytes_per_pixel=26, source="measured"),
     # ASSUMED, not measured here (no GPU): the manifest's "6-10 GB of host memory" for the VLM and
     # the layout model, and a page's host-side pre-processing like the CPU engines'.
     "paddleocr-vl": MemoryModel(idle_mb=10 * 1024, per_doc_mb=1024, bytes_per_pixel=26, source="assumed"),

@@ -97,7 +97,7 @@ def test_every_manifest_fits_its_worst_case_in_its_memory(name: str, env: dict[s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["rapidocr", "tesseract"])
+@pytest.mark.parametrize("engine", ["rapidocr", "tesseract", "cpu"])
 def test_the_engine_memory_model_covers_a_measured_page(engine: str) -> None:
     """A blank 16 Mpx page read in a new process as the CPU image runs: its peak stays within the
     model the budget is computed from (so a change that makes an engine hungrier fails here)."""
