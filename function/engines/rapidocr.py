@@ -45,7 +45,7 @@ def _import_rapidocr() -> Any:
             parsed[key] = original.__func__(path)
         return parsed[key]
 
-    OmegaConf.load = load_once  # type: ignore[method-assign]
+    OmegaConf.load = load_once  # type: ignore[method-assign,assignment]  # a cache in front of it, in place
     try:
         from rapidocr import RapidOCR
 

@@ -76,7 +76,7 @@ def _rules(crop: np.ndarray, line_h: float) -> np.ndarray:
     horizontal = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (long_h, 1)))
     vertical = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, long_v)))
     # Bridge hairline breaks where rules meet (scans, anti-aliasing).
-    return cv2.dilate(horizontal | vertical, np.ones((3, 3), np.uint8))
+    return cv2.dilate(cv2.bitwise_or(horizontal, vertical), np.ones((3, 3), np.uint8))
 
 
 def _grid(boxes: list[BBox], tol: float) -> Table | None:
@@ -128,7 +128,8 @@ def _best_cell(line: TextLine, cells: Sequence[Cell]) -> tuple[int, float]:
 
 def split_table_lines(table: Table, lines: Sequence[TextLine]) -> tuple[list[TextLine], list[TextLine]]:
     """Lines inside the table's cells, and the others (a caption inside the layout box, say)."""
-    inside, outside = [], []
+    inside: list[TextLine] = []
+    outside: list[TextLine] = []
     for line in lines:
         (inside if _best_cell(line, table.cells)[1] >= 0.3 else outside).append(line)
     return inside, outside
