@@ -12,7 +12,10 @@ pod for its whole timeout. `BufferingWorker` reads every request in the worker's
   handed over at once, with what has arrived, for the app to refuse with its JSON 413;
 - all connections together buffer at most `buffer_budget` bytes; past that a new byte is answered
   with 503 and `Retry-After`;
-- what h11 cannot parse goes to gunicorn as it came, so malformed requests are answered as before.
+- what h11 cannot parse goes to gunicorn as it came, so malformed requests are answered as before;
+- a connection closed after its answer lingers (RFC 9112 §9.6: FIN sent, the rest of what the client
+  sends read and dropped) in the event loop too: gunicorn lingered up to 2 s in it blocking, so 32
+  clients that kept their side open after "Connection: close" stopped the worker for a minute.
 
 Only then is the connection queued for a thread, with the bytes already in gunicorn's parser.
 """
@@ -20,6 +23,7 @@ Only then is the connection queued for a thread, with the bytes already in gunic
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import selectors
@@ -30,8 +34,9 @@ from functools import partial
 from typing import Any
 
 import h11
+from gunicorn import util
 from gunicorn.http.message import Request
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,28 @@ class PendingRequest:
         return None
 
 
+LINGER_SEC = 2.0  # how long a closed connection's read side is drained, as gunicorn's close_graceful
+
+
+class LingeringConn(TConn):
+    """gunicorn's connection, whose graceful close hands the lingering to the worker's event loop."""
+
+    def __init__(self, worker: BufferingWorker, *args: Any) -> None:
+        super().__init__(*args)
+        self.worker = worker
+
+    def close(self, graceful: bool = False) -> None:
+        if not graceful:
+            super().close()
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)  # the client sees the end of the answer now
+        except OSError:
+            util.close(self.sock)
+            return
+        self.worker.linger(self.sock)
+
+
 class BufferingWorker(ThreadWorker):
     """gunicorn's gthread worker with a front that reads whole requests first (see the module)."""
 
@@ -122,8 +149,46 @@ class BufferingWorker(ThreadWorker):
         Request._policy_expect_continue = False
         self.front = _limits or FrontLimits(body_limit=64 * MB)
         self.reading: dict[Any, PendingRequest] = {}
+        self.lingering: dict[socket.socket, float] = {}  # closed sockets draining -> until when
         self.buffered = 0
         super().init_process()
+
+    def accept(self, listener: socket.socket) -> None:
+        """gunicorn's accept, with connections that linger without blocking the loop."""
+        try:
+            client, address = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        client.setblocking(True)
+        self.enqueue_req(LingeringConn(self, self.cfg, client, address, listener.getsockname()))
+
+    def linger(self, sock: socket.socket) -> None:
+        """Drain `sock` until the client closes it or LINGER_SEC pass, then close it."""
+        sock.setblocking(False)
+        self.lingering[sock] = time.monotonic() + LINGER_SEC
+        try:
+            self.poller.register(sock, selectors.EVENT_READ, self._drain)
+        except (OSError, ValueError, KeyError):
+            self._closed(sock)
+
+    def _drain(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._closed(sock)
+
+    def _closed(self, sock: socket.socket) -> None:
+        self.lingering.pop(sock, None)
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            self.poller.unregister(sock)
+        util.close(sock)
 
     def enqueue_req(self, conn: Any) -> None:
         if getattr(conn, "whole", False) or getattr(conn, "is_http2", False):
@@ -179,6 +244,9 @@ class BufferingWorker(ThreadWorker):
         """gunicorn's sweep of idle connections, and ours of clients that take too long."""
         super().murder_pending()
         now = time.monotonic()
+        for sock, until in list(self.lingering.items()):
+            if now > until or not self.alive:
+                self._closed(sock)
         for conn, pending in list(self.reading.items()):
             if not self.alive:
                 self._refuse(conn, 503, "not_ready", "the function is shutting down; retry")

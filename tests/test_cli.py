@@ -126,7 +126,9 @@ def test_event_for_a_missing_object_prints_the_failed_reply(s3_server: FunctionS
     assert done.stdout.startswith("ocr.document.failed\n"), done.stdout
 
 
-def test_each_documents_crops_have_a_folder_of_their_own(tmp_path: Path) -> None:
+def test_each_documents_crops_have_a_folder_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two documents in one output folder: each Markdown links to its own crop, none overwritten.
     In process with the FAKE crop engine of tests/test_s3.py (recognition is not what is tested)."""
     from function.cli import _ocr_file
@@ -134,6 +136,7 @@ def test_each_documents_crops_have_a_folder_of_their_own(tmp_path: Path) -> None
     from function.options import Options
     from tests.test_s3 import CropEngine
 
+    monkeypatch.setattr(CropEngine, "calls", 0)  # its class-wide count belongs to tests/test_s3.py
     out = tmp_path / "out"
     out.mkdir()
     settings = load_settings({})

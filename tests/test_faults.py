@@ -124,7 +124,11 @@ def server(
     tmp = tmp_path_factory.mktemp("function-faults")
     secret = tmp / "secret"
     secret.write_text(S3_KEYS["aws_secret_access_key"])
-    env = {**s3_env(moto.endpoint, secret), "OCR_STORE": f"s3://{BUCKET}/{PREFIX}"}
+    env = {
+        **s3_env(moto.endpoint, secret),
+        "OCR_STORE": f"s3://{BUCKET}/{PREFIX}",
+        "OCR_INPUT_BUCKETS": BUCKET,
+    }
     with FunctionServer(env, tmp / "server.log") as srv:
         yield srv
 

@@ -207,7 +207,10 @@ TEN_GB = 10 * 1024**3
 
 def test_declared_huge_body_refused_before_it_is_read(hostile: FunctionServer) -> None:
     """Content-Length: 10 GB, 4 KB actually sent: the answer must come at once, from the header."""
-    head = b"POST /ocr HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % TEN_GB
+    head = (
+        b"POST /ocr HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+        % TEN_GB
+    )
     resp, body, seconds = exchange(hostile.port, head, [b"\x00" * 4096])
     assert seconds < 3
     assert_raw_error(resp, body, 413, "too_large")
@@ -215,7 +218,7 @@ def test_declared_huge_body_refused_before_it_is_read(hostile: FunctionServer) -
 
 
 def test_declared_huge_body_on_another_route_is_not_read(hostile: FunctionServer) -> None:
-    head = b"POST /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % TEN_GB
+    head = b"POST /health/live HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % TEN_GB
     try:
         resp, body, _ = exchange(hostile.port, head, [b"\x00" * 4096], timeout=3)
     except TimeoutError:
@@ -227,7 +230,10 @@ def test_chunked_body_over_the_limit(hostile: FunctionServer, worker: psutil.Pro
     """No Content-Length: 8 MB in 64 KB chunks against a ~2.3 MB body limit (OCR_MAX_BYTES plus base64
     and form framing). The server stops reading at the limit."""
     chunk = b"10000\r\n" + b"\x00" * 0x10000 + b"\r\n"
-    head = b"POST /ocr HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /ocr HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     before = worker.memory_info().rss
     resp, body, seconds = exchange(hostile.port, head, [chunk] * 128 + [b"0\r\n\r\n"])
     assert_raw_error(resp, body, 413, "too_large")

@@ -109,9 +109,12 @@ def test_repeat_is_cached_without_ocr_and_force_reruns(s3_server: FunctionServer
 def test_output_affecting_options_get_their_own_result(s3_server: FunctionServer) -> None:
     doc = {"file": ("opts.png", text_image("Options 5521 set"))}
     plain = ocr(s3_server, files=doc).json()
+    # pages=1 of a one-page document is the whole document: the selection is the key, not its spelling.
     paged = ocr(s3_server, files=doc, data={"pages": "1"}).json()
-    assert paged["cached"] is False
-    assert paged["results"]["markdown"]["uri"] != plain["results"]["markdown"]["uri"]
+    assert paged["cached"] is True and paged["results"] == plain["results"]
+    pictured = ocr(s3_server, files=doc, data={"visualize": "true"}).json()
+    assert pictured["cached"] is False
+    assert pictured["results"]["markdown"]["uri"] != plain["results"]["markdown"]["uri"]
 
 
 @pytest.mark.slow

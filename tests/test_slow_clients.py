@@ -86,7 +86,9 @@ def test_sixty_four_one_byte_clients_do_not_stop_liveness(front: FunctionServer)
 
 @pytest.mark.slow
 def test_a_body_that_stops_gets_408(front: FunctionServer) -> None:
-    head = b"POST /ocr HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+    head = (
+        b"POST /ocr HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+    )
     with trickling(front.port, 8, head + b"\x89PNG") as socks:
         assert live_seconds(front) < 2.0
         began = time.monotonic()
@@ -100,7 +102,7 @@ def test_a_body_that_stops_gets_408(front: FunctionServer) -> None:
 def test_expect_100_continue_is_answered_before_the_body(front: FunctionServer) -> None:
     body = text_png("Continue please")
     head = (
-        b"POST /ocr?filename=c.png HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"POST /ocr?filename=c.png HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
         b"Expect: 100-continue\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
     )
     with socket.create_connection(("127.0.0.1", front.port), timeout=60) as sock:
@@ -118,7 +120,7 @@ def test_a_slow_but_steady_upload_is_read(front: FunctionServer) -> None:
     """A body that keeps coming, a piece a second, is waited for; the thread is taken only at the end."""
     body = text_png("Steady upload")
     head = (
-        b"POST /ocr?filename=s.png HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"POST /ocr?filename=s.png HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
     )
     worker = psutil.Process(front.worker_pid())
@@ -139,6 +141,6 @@ def test_many_slow_clients_at_once_leave_the_worker_healthy(front: FunctionServe
     with trickling(front.port, 32, b"GET /health/li") as socks:
         assert live_seconds(front) < 2.0
         for sock in socks:
-            sock.sendall(b"ve HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"ve HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         replies = [answer(sock) for sock in socks]
     assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
