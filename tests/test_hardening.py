@@ -117,6 +117,7 @@ def test_health_and_contract_stay_open(keyed_server: AppServer) -> None:
 def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
     tmp = tmp_path_factory.mktemp("busy")
     env = {
+        "OCR_ENGINE": "rapidocr",
         "OCR_STORE": f"file://{tmp}/output",
         "OCR_CONCURRENCY": "1",
         "OCR_QUEUE_SIZE": "1",

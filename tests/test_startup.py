@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 def test_ready_is_503_until_the_engine_loads_then_200(tmp_path: Path) -> None:
     srv = FunctionServer(
-        {"OCR_STORE": f"file://{tmp_path}/out", "OCR_READY_WAIT_SEC": "0.01"}, tmp_path / "log"
+        {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp_path}/out", "OCR_READY_WAIT_SEC": "0.01"},
+        tmp_path / "log",
     )
     srv.start()
     try:
