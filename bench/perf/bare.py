@@ -29,7 +29,7 @@ def load_engine(
     if threads is not None:
         engine.threads = threads  # type: ignore[attr-defined]
     engine.load()
-    pool = getattr(engine, "_apis", None) or getattr(engine, "_ocr", None)
+    pool = getattr(engine, "_apis", None) or getattr(engine, "_readers", None)  # the engine's Slots
     deadline = time.monotonic() + 120
     while pool is not None and pool.count < getattr(engine, "slots", 1) and time.monotonic() < deadline:
         time.sleep(0.05)  # slots that load in the background (tesseract)
