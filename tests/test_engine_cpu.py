@@ -139,3 +139,18 @@ def test_unrotate_box_undoes_the_straightening_turn() -> None:
     x, y = turn @ np.array([120.0, 80.0, 1.0])
     x0, y0, x1, y1 = unrotate_box((round(x) - 2, round(y) - 2, round(x) + 2, round(y) + 2), 30.0, 500, 500)
     assert x0 <= 120 <= x1 and y0 <= 80 <= y1
+
+
+@pytest.mark.parametrize(
+    "line", ["Договор аренды № 17 подписан", "Счёт на оплату", "Invoice 2041 paid in full", "Total due"]
+)
+def test_a_single_line_too_short_for_osd_is_read_in_either_script(engine: CPUEngine, line: str) -> None:
+    """OSD finds too little text on one line: the page goes to Tesseract with English and Russian, not
+    to RapidOCR, which would turn Cyrillic into Latin look-alikes (`## 1` for a Russian line)."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.new("RGB", (900, 200), "white")
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 40)
+    ImageDraw.Draw(image).text((20, 60), line, font=font, fill="black")
+    text = render_markdown(_read(engine, image)).lstrip("# ").strip()
+    assert text == line, text

@@ -68,6 +68,7 @@ class CPUEngine(Engine):
             "tesseract": self.tesseract.settings(),
             "tesseract_scripts": TESSERACT_SCRIPTS,
             "sure_script": SURE_SCRIPT,
+            "unknown_script": f"{UNSURE_EXTRA_LANGS}+{TESSERACT_SCRIPTS['Cyrillic']}",  # routing: in the key
         }
 
     def languages(self) -> list[str]:
@@ -94,6 +95,11 @@ class CPUEngine(Engine):
         return self._for_script(script, options)
 
     def _for_script(self, script: Script, options: Options) -> tuple[LayoutEngine, Options]:
+        if not script.name:
+            # Too little text for OSD (a line, a label, a receipt stub): Tesseract with Russian and
+            # English reads either script, where RapidOCR would turn Cyrillic into Latin look-alikes.
+            either = f"{UNSURE_EXTRA_LANGS}+{TESSERACT_SCRIPTS['Cyrillic']}"
+            return self.tesseract, dataclasses.replace(options, lang=normalise_langs(either))
         langs = TESSERACT_SCRIPTS.get(script.name)
         if langs is None:
             return self.rapidocr, options
