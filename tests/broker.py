@@ -17,7 +17,6 @@ It follows the Knative Eventing data-plane contract (knative/specs, specs/eventi
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -30,7 +29,7 @@ from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 from werkzeug.wrappers import Request, Response
 
-from tests.local_http import LocalServer
+from tests.local_http import LocalServer, json_response
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +131,14 @@ class Broker:
     @Request.application
     def _ingress(self, request: Request) -> Response:
         if request.method != "POST":
-            return _json(405, {"error": "POST a CloudEvent"})
+            return json_response(405, {"error": "POST a CloudEvent"})
         request.max_content_length = self.max_event_bytes  # 413 above it
         try:
             event = from_http(dict(request.headers), request.get_data())
         except GenericException as exc:
-            return _json(400, {"error": f"not a CloudEvent: {exc}"})
+            return json_response(400, {"error": f"not a CloudEvent: {exc}"})
         if not self.publish(event):
-            return _json(503, {"error": "broker queue full"})
+            return json_response(503, {"error": "broker queue full"})
         return Response(status=202)
 
     def publish(self, event: CloudEvent) -> bool:
@@ -231,7 +230,3 @@ def _reply_of(resp: requests.Response) -> CloudEvent | None:
     except GenericException as exc:
         log.warning("a 200 with a broken reply event, taken as accepted: %s", exc)
         return None
-
-
-def _json(status: int, body: dict[str, str]) -> Response:
-    return Response(json.dumps(body), status, mimetype="application/json")

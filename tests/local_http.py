@@ -3,10 +3,12 @@ test process: the test broker, the queue-worker stand-in and the tiny subscriber
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import TYPE_CHECKING
 
 from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -32,3 +34,7 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def json_response(status: int, body: dict[str, str]) -> Response:
+    return Response(json.dumps(body), status, mimetype="application/json")
