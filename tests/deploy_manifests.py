@@ -27,6 +27,7 @@ SCHEMA_FOR: dict[tuple[str, str], Path] = {
     ("sources.knative.dev/v1alpha1", "IntegrationSource"): DATREE
     / "sources.knative.dev"
     / "integrationsource_v1alpha1.json",
+    ("sources.knative.dev/v1", "SinkBinding"): DATREE / "sources.knative.dev" / "sinkbinding_v1.json",
     ("v1", "ConfigMap"): CORE / "configmap-v1.json",
     ("v1", "Secret"): CORE / "secret-v1.json",
 }

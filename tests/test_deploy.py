@@ -142,7 +142,7 @@ def test_kustomize_builds_the_lot_with_the_chosen_image(directory: str, service:
     assert out.returncode == 0, out.stderr
     docs = list(yaml.safe_load_all(out.stdout))
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["Broker", "ConfigMap", "Secret", "Service", "Service", "Trigger"], kinds
+    assert kinds == ["Broker", "ConfigMap", "Secret", "Service", "Service", "SinkBinding", "Trigger"], kinds
     name, image = kustomize_image(m.ROOT / directory / "kustomization.yaml")
     # The transformer only rewrites images whose name matches: the Service's image must carry it.
     assert m.container(service())["image"].rsplit(":", 1)[0] == name
@@ -269,7 +269,12 @@ def accepted_events(settings: Settings) -> dict[str, dict[str, str]]:
         "gcs": {"type": events.GCS_FINALIZED, "source": "//storage.googleapis.com/projects/_/buckets/b"},
         "knative-s3": {"type": events.KNATIVE_S3, "source": "dev.knative.eventing.aws-s3-source"},
         "request": {"type": settings.event_request_type, "source": "/client"},
+        **{kind: {"type": kind, "source": settings.event_source} for kind in JOB_TYPES},
     }
+
+
+# What the function sends to K_SINK for itself (docs/events.md, "Jobs"): async jobs and page-range chunks.
+JOB_TYPES = ("ocr.document.requested", "ocr.document.chunk")
 
 
 def reply_types(settings: Settings) -> list[str]:
@@ -322,6 +327,29 @@ def test_triggers_subscribe_the_function_with_retries_and_dead_letters() -> None
         assert delivery["retry"] >= 3 and delivery["backoffPolicy"] == "exponential", name
         assert m.iso_duration(delivery["backoffDelay"]) >= 1, name
         assert delivery["deadLetterSink"]["ref"]["name"] in services, name
+
+
+def test_sink_binding_sends_the_function_s_own_events_to_the_broker_that_brings_them_back() -> None:
+    """K_SINK of the function (GPU or CPU Service: both are `ocr`) is the Broker; the job and chunk
+    events it sends there are routed back to the function by a Trigger on that Broker."""
+    binding = m.one(m.KNATIVE / "common" / "sinkbinding.yaml", "SinkBinding")
+    subject, sink = binding["spec"]["subject"], binding["spec"]["sink"]["ref"]
+    assert "namespace" not in subject and "namespace" not in sink and "selector" not in subject
+    for svc in (m.gpu_service(), m.cpu_service()):
+        assert (subject["apiVersion"], subject["kind"], subject["name"]) == (
+            svc["apiVersion"], svc["kind"], svc["metadata"]["name"]
+        )  # fmt: skip
+    broker = m.one(m.KNATIVE / "common" / "broker.yaml", "Broker")
+    assert (sink["apiVersion"], sink["kind"], sink["name"]) == (
+        broker["apiVersion"], broker["kind"], broker["metadata"]["name"]
+    )  # fmt: skip
+    source = Settings().event_source
+    for kind in JOB_TYPES:
+        routed = [
+            t for t in triggers()
+            if t["spec"]["broker"] == sink["name"] and m.trigger_matches(t, {"type": kind, "source": source})
+        ]  # fmt: skip
+        assert [t["spec"]["subscriber"]["ref"]["name"] for t in routed] == [subject["name"]], kind
 
 
 def test_integration_source_keeps_the_objects() -> None:
