@@ -26,6 +26,7 @@ from cloudevents.http import CloudEvent
 from function import events
 from function.config import ENV, SECRET_FILES, Settings, load_settings
 from function.engines import paddleocr_vl
+from function.errors import ERRORS
 from tests import deploy_manifests as m
 from tests.conftest import S3_KEYS
 from tests.server import FunctionServer
@@ -404,6 +405,26 @@ def test_stack_timeouts_fit_the_gateway() -> None:
     assert m.go_duration(gateway["readTimeout"]) >= m.go_duration(gateway["upstreamTimeout"])
     # A long PDF gets at least as long as on Knative.
     assert exec_timeout >= m.gpu_service()["spec"]["template"]["spec"]["timeoutSeconds"]
+
+
+def test_stack_retries_async_invocations_on_the_statuses_the_function_calls_transient() -> None:
+    """The OpenFaaS Pro queue-worker's per-function retries (docs.openfaas.com/openfaas-pro/retries):
+    exactly the statuses of errors the function marks retryable, so a 504 past the deadline is retried
+    (and resumes from the page checkpoints) and a 400 is not."""
+    notes = stack_fn()["annotations"]
+    codes = {int(c) for c in notes["com.openfaas.retry.codes"].split(",")}
+    assert codes == {cls.status for cls in ERRORS if cls("x").retryable}
+    assert {429, 503, 504} <= codes and not codes & {400, 413, 415, 422}
+    assert int(notes["com.openfaas.retry.attempts"]) >= 3
+    assert (
+        0
+        < m.go_duration(notes["com.openfaas.retry.min_wait"])
+        <= m.go_duration(notes["com.openfaas.retry.max_wait"])
+    )
+    # A message is in flight while its invocation runs: ack_wait above exec_timeout, or NATS delivers
+    # a long document a second time while the first invocation still reads it.
+    queue_worker = yaml.safe_load((OPENFAAS / "values-timeouts.yaml").read_text())["queueWorker"]
+    assert m.go_duration(queue_worker["ackWait"]) > m.go_duration(stack_fn()["environment"]["exec_timeout"])
 
 
 def test_stack_gets_the_gpu_through_its_profile() -> None:
