@@ -224,11 +224,11 @@ def _within(pages: PageSource, job: Job) -> Iterator[PageImage]:
 
 
 def _stopped(job: Job, budget: float, done: int, total: int) -> OCRError:
-    kept = f"the {done} page(s) read are stored, and a retry reads only the rest"
+    kept = f"stopped after {done} of {total} page(s); the {done} page(s) read are stored"
     if job.abandoned():
-        return ClientGone(f"the client closed its connection: stopped after {done} of {total} page(s); {kept}")
+        return ClientGone(f"the client closed its connection: {kept}")
     return DeadlineExceeded(
-        f"the document ran past OCR_DEADLINE_SEC={budget:g}s: stopped after {done} of {total} page(s); {kept} "
+        f"the document ran past OCR_DEADLINE_SEC={budget:g}s: {kept}, and a retry reads only the rest "
         "(or send fewer pages with the option 'pages', or raise the limit)"
     )
 
