@@ -171,7 +171,8 @@ def test_the_deadline_stops_between_pages_with_504_and_keeps_them(tmp_path: Path
         resp = post_pdf(srv.url, document, "late.pdf", force=False)
         assert resp.status_code == 504, resp.text
         message = resp.json()["error"]["message"]
-        found = re.search(r"stopped after ([1-3]) of 4 page\(s\); the \1 page\(s\) read are stored, and a retry", message)
+        kept = r"stopped after ([1-3]) of 4 page\(s\); the \1 page\(s\) read are stored, and a retry"
+        found = re.search(kept, message)
         assert found, message
         assert not list((tmp_path / "output").rglob("manifest.json")), "a timed-out result was stored"
         assert len(list((tmp_path / "output").rglob("pages/*.json"))) == int(found.group(1))
