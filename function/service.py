@@ -156,6 +156,11 @@ class Service:
         if done < len(todo):  # _within stopped the pages
             raise _stopped(job, self.settings.deadline_sec, already + done, wanted)
 
+    def stored(self, prefix: str, sha256: str, with_content: bool) -> Result | None:
+        """The finished result under `prefix`, if its manifest exists (no OCR, no document needed)."""
+        stored = results.read(self.store, prefix, sha256, with_content)
+        return None if stored is None else _result(stored, True, Timings(), time.perf_counter())
+
     def _cached(self, job: Job, plan: Plan, timings: Timings, began: float) -> Result | None:
         if job.options.force:
             return None
