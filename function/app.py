@@ -12,11 +12,14 @@ import flask
 
 from function.admission import Admission
 from function.config import Settings
+from function.dispatch import InProcess, ToBroker
 from function.engines.base import Engine
 from function.http import HttpTransport
 from function.intake import Intake
+from function.jobs import Jobs
 from function.lifecycle import Recycler
 from function.ops import Ops
+from function.responses import success_body
 from function.runtime import Runtime
 from function.service import Service
 from function.store import ResultStore
@@ -54,5 +57,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Resul
     admission = Admission(settings.concurrency, settings.queue_size, settings.queue_wait_sec)
     service = Service(settings, runtime.wait_engine, runtime.store, admission.slot)
     intake = Intake(settings, runtime.store.s3)
-    transport = HttpTransport(settings, intake, service, Ops(runtime, runtime.store), Recycler(settings))
+    jobs = Jobs(service, runtime.store, success_body)
+    jobs.dispatch = ToBroker(settings) if settings.k_sink else InProcess(settings, jobs)
+    transport = HttpTransport(settings, intake, jobs, Ops(runtime, runtime.store), Recycler(settings))
     return App(runtime, service, transport)

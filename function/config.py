@@ -77,6 +77,14 @@ class Settings:
     event_completed_type: str = "ocr.document.completed"
     event_failed_type: str = "ocr.document.failed"
     event_max_records: int = 100  # records one event may name; more is refused (413)
+    event_chunk_type: str = "ocr.document.chunk"  # a page range of an async job, sent to the broker
+    # Async jobs (`Prefer: respond-async`). With a broker (`K_SINK`, injected by a SinkBinding) they are
+    # sent to it as events, a document of more than `chunk_pages` selected pages as chunks of that
+    # many (0: never split); without one they run in this process, at most `jobs_max` queued.
+    k_sink: str | None = None
+    chunk_pages: int = 20
+    jobs_max: int = 16
+    callback_secret: str | None = field(default=None, repr=False)  # HMAC key of `callback_url` posts
 
     @property
     def body_limit(self) -> int:
@@ -153,6 +161,11 @@ ENV: dict[str, tuple[str, Any]] = {
     "OCR_EVENT_COMPLETED_TYPE": ("event_completed_type", str),
     "OCR_EVENT_FAILED_TYPE": ("event_failed_type", str),
     "OCR_EVENT_MAX_RECORDS": ("event_max_records", int),
+    "OCR_EVENT_CHUNK_TYPE": ("event_chunk_type", str),
+    "K_SINK": ("k_sink", str),
+    "OCR_CHUNK_PAGES": ("chunk_pages", int),
+    "OCR_JOBS_MAX": ("jobs_max", int),
+    "OCR_CALLBACK_SECRET": ("callback_secret", str),
 }
 # Engine settings: each engine's own variables (variable -> (field, parser)), registered here by the
 # engine's settings module when it is imported, so that names can be checked in one place.
@@ -170,7 +183,13 @@ def register_engine_env(engine: str, table: dict[str, tuple[str, Any]]) -> dict[
 
 
 # Secrets may come from mounted files instead: `<VAR>_FILE` names the file (it wins over `<VAR>`).
-SECRET_FILES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "OCR_API_KEYS")
+SECRET_FILES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "OCR_API_KEYS",
+    "OCR_CALLBACK_SECRET",
+)
 _POSITIVE = {
     "concurrency",
     "url_expires_sec",
@@ -185,6 +204,7 @@ _POSITIVE = {
     "body_idle_timeout_sec",
     "body_timeout_sec",
     "event_max_records",
+    "jobs_max",
 }
 _NOT_NEGATIVE = {
     "queue_size",
@@ -195,6 +215,7 @@ _NOT_NEGATIVE = {
     "drain_sec",
     "engine_threads",
     "memory_limit_mb",
+    "chunk_pages",
 }
 
 
@@ -270,7 +291,10 @@ def _check(s: Settings) -> None:
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or their *_FILE) must be set together"
         )
     # A reply of the request type would be delivered back to this function by the broker: a loop.
+    if s.k_sink and not s.k_sink.startswith(("http://", "https://")):
+        raise ConfigError(f"K_SINK must be an http(s) URL (the broker's address), got {s.k_sink!r}")
     for var, value in (
+        ("OCR_EVENT_CHUNK_TYPE", s.event_chunk_type),
         ("OCR_EVENT_COMPLETED_TYPE", s.event_completed_type),
         ("OCR_EVENT_FAILED_TYPE", s.event_failed_type),
     ):

@@ -111,6 +111,8 @@ class Document:
     # An engine may bring its own Markdown (PaddleOCR-VL does); otherwise it is rendered
     # from the blocks.
     markdown: str | None = None
+    # Such an engine's Markdown of each page (JSON-able, as the engine joins them: `Engine.join`).
+    markdown_pages: list[dict[str, Any]] = field(default_factory=list)
     # The crops the Markdown links to (`Block.image`): relative path -> PIL image, stored next to
     # the Markdown so the links resolve. Not part of the JSON.
     images: dict[str, Any] = field(default_factory=dict)

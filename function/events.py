@@ -28,6 +28,7 @@ from function.config import Settings
 from function.context import RequestContext
 from function.errors import BadRequest, OCRError, clip
 from function.intake import Intake
+from function.jobs import Jobs, is_job_id
 from function.notifications import (
     GCS_FINALIZED,
     GCS_PREFIX,
@@ -41,8 +42,7 @@ from function.notifications import (
     json_data,
 )
 from function.options import Options
-from function.responses import answer, error_body
-from function.service import Service
+from function.responses import answer, error_body, success_body
 from function.sources import Source
 from function.store import ResultStore
 
@@ -84,9 +84,7 @@ class Reply:
 # --- answering -------------------------------------------------------------------------------------
 
 
-def respond(
-    incoming: Incoming, ctx: RequestContext, intake: Intake, service: Service, base_url: str
-) -> Reply:
+def respond(incoming: Incoming, ctx: RequestContext, intake: Intake, jobs: Jobs, base_url: str) -> Reply:
     """Skip (202, no reply event), or process each document and reply with a CloudEvent. Transient
     errors propagate (5xx/429, so the broker retries); permanent ones become an `ocr.document.failed`
     reply."""
@@ -99,6 +97,7 @@ def respond(
         ce_source=clip(incoming.source),
         trace_id=ctx.trace.trace_id,
     )
+    service = jobs.service
     decision = plan(incoming, service.settings, service.store)
     if isinstance(decision, Skip):
         level = logging.INFO if decision.known else logging.WARNING
@@ -109,6 +108,9 @@ def respond(
     outcomes = []
     for item in decision.items:
         try:
+            if item.job is not None:
+                outcomes.append(_job(item, jobs, ctx, base_url))
+                continue
             source, options = _document(item, intake, getattr(service.store, "bucket", ""))
             outcomes.append(answer(service, ctx, source, options, base_url))
         except OCRError as exc:
@@ -118,11 +120,26 @@ def respond(
                 "event %s: %s failed permanently: %s", clip(incoming.id), clip(item.subject), exc.message
             )
             outcomes.append(error_body(exc, ctx.request_id) | {"subject": clip(item.subject, SUBJECT_ECHO)})
+    if all(o["status"] == "pending" for o in outcomes):  # a chunk read; others are still missing
+        ctx.outcome = "chunk_done"
+        return Reply(202, {"Content-Type": "application/json"}, json.dumps(outcomes[0]).encode())
     if any(o["status"] != "success" for o in outcomes):
         ctx.outcome = "failed"
     headers, body = reply(incoming, decision.items, outcomes, service.settings)
     headers["ce-traceparent"] = ctx.trace.traceparent
     return Reply(200, headers, body)
+
+
+def _job(item: Item, jobs: Jobs, ctx: RequestContext, base_url: str) -> dict[str, Any]:
+    """Read an async job's pages (all, or a chunk's): its answer once the document is complete, or
+    `pending` while other chunks are missing."""
+    assert item.job is not None
+    ctx.log["job_id"] = item.job
+    result = jobs.work(item.job, item.chunk, ctx.request_id, jobs.settings.deadline_sec)
+    if result is None:
+        return {"status": "pending", "request_id": ctx.request_id, "job_id": item.job, "chunk": item.chunk}
+    ctx.record(result, "cloudevent")
+    return success_body(result, ctx.request_id, "cloudevent", jobs.store, base_url) | {"job_id": item.job}
 
 
 def _document(item: Item, intake: Intake, store_bucket: str) -> tuple[Source, Options]:
@@ -214,10 +231,32 @@ def _binary(headers: Headers) -> bool:
 def plan(incoming: Incoming, settings: Settings, store: ResultStore) -> Work | Skip:
     """What to do with an event: the documents to process, or why it is acknowledged and skipped."""
     if incoming.type == settings.event_request_type:
+        body = json_data(incoming.data)
+        if isinstance(body, dict) and "job_id" in body:
+            return Work([_job_item(incoming, body, with_chunk=False)])
         return Work([_request_item(incoming)])
+    if incoming.type == settings.event_chunk_type:
+        return Work([_job_item(incoming, json_data(incoming.data), with_chunk=True)])
     if incoming.type in (settings.event_completed_type, settings.event_failed_type):
         return Skip(f"{incoming.type} is this function's own reply")
     return notifications.plan(incoming, settings, store)
+
+
+def _job_item(incoming: Incoming, body: Any, with_chunk: bool) -> Item:
+    """An async job's event (function/dispatch.py): `{"job_id"}`, and a chunk's `"chunk": [first, last]`."""
+    shape = '{"job_id": "<32 hex digits>", "chunk": [first, last]}' if with_chunk else '{"job_id": "..."}'
+    job = body.get("job_id") if isinstance(body, dict) else None
+    if not isinstance(job, str) or not is_job_id(job):
+        raise BadRequest(f"a {clip(incoming.type)} event carries {shape}")
+    if not with_chunk:
+        return Item(subject=incoming.subject or job, job=job)
+    chunk = body.get("chunk")
+    if not (isinstance(chunk, list) and len(chunk) == 2 and all(type(n) is int for n in chunk)):
+        raise BadRequest(f"a {clip(incoming.type)} event carries {shape}")
+    first, last = chunk
+    if not 1 <= first <= last:
+        raise BadRequest(f"the chunk [{first}, {last}] is empty or reversed (1-based pages)")
+    return Item(subject=incoming.subject or job, job=job, chunk=(first, last))
 
 
 def _request_item(incoming: Incoming) -> Item:
@@ -259,6 +298,9 @@ def reply(
         "correlationid": clip(incoming.id),
         "correlationsource": clip(incoming.source),
     }
+    job = items[0].job if len(items) == 1 else None
+    if job is not None:  # one id per job's outcome: duplicates (races, redelivery) can be dropped
+        attributes["id"] = job if not failed else f"{job}-failed"
     headers, body = to_binary(CloudEvent(attributes, data))
     return {name: _header_value(value) for name, value in headers.items()}, body
 

@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -232,25 +233,10 @@ def fetch(
         raise BadRequest(f"'image_url' must be an http or https URL; got {_short(url)}")
     if not host:
         raise BadRequest(f"'image_url' names no host: {_short(url)}")
-    check = not allow_private
     with _Watchdog(timeout) as watchdog:
-        config = Config(
-            ip_filter_enable=False,  # we mount the library's filtering adapter ourselves, below
-            ip_filter_allow_loopback_ips=allow_loopback,
-            never_redirect=False,
-            default_timeout=(timeout, timeout),
-            user_agent_override="ocr-function image_url fetcher",
-        )
         try:
-            with HTTPSession(config) as session:
-                # No proxies or .netrc credentials from the environment (a proxy would make the
-                # connection we checked); a CA bundle named there still applies.
-                session.trust_env = False
-                session.verify = _ca_bundle()
+            with _session(watchdog, timeout, allow_private, allow_loopback) as session:
                 session.max_redirects = max_redirects
-                for prefix, https in (("http://", False), ("https://", True)):
-                    adapter = _GuardedAdapter(https, watchdog, check=check, allow_loopback=allow_loopback)
-                    session.mount(prefix, adapter)
                 headers = {"Accept-Encoding": "identity", "Accept": "image/*, application/pdf, */*;q=0.5"}
                 with session.get(url, stream=True, headers=headers, timeout=(timeout, timeout)) as resp:
                     if not 200 <= resp.status_code < 300:
@@ -286,6 +272,66 @@ def fetch(
         if watchdog.expired:  # a body without a length ends at EOF: our shutdown must not pass as one
             raise UpstreamFailed(_timed_out(timeout))
     return Fetched(data=data, url=final_url, redirects=redirects)
+
+
+@contextlib.contextmanager
+def _session(
+    watchdog: _Watchdog, timeout: float, allow_private: bool, allow_loopback: bool
+) -> Iterator[HTTPSession]:
+    """A session whose every connection (each redirect hop too) is checked and pinned as above."""
+    config = Config(
+        ip_filter_enable=False,  # we mount the library's filtering adapter ourselves, below
+        ip_filter_allow_loopback_ips=allow_loopback,
+        never_redirect=False,
+        default_timeout=(timeout, timeout),
+        user_agent_override="ocr-function",
+    )
+    with HTTPSession(config) as session:
+        # No proxies or .netrc credentials from the environment (a proxy would make the
+        # connection we checked); a CA bundle named there still applies.
+        session.trust_env = False
+        session.verify = _ca_bundle()
+        for prefix, https in (("http://", False), ("https://", True)):
+            adapter = _GuardedAdapter(https, watchdog, check=not allow_private, allow_loopback=allow_loopback)
+            session.mount(prefix, adapter)
+        yield session
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    allow_private: bool,
+    allow_loopback: bool = False,
+) -> int:
+    """POST `body` to `url` under the same address checks as `fetch`, no redirects followed; the
+    status code, or UpstreamFailed when the server cannot be reached in time or is refused."""
+    with _Watchdog(timeout) as watchdog:
+        try:
+            with _session(watchdog, timeout, allow_private, allow_loopback) as session:
+                session.max_redirects = 0
+                resp = session.post(
+                    url, data=body, headers=headers, timeout=(timeout, timeout), allow_redirects=False
+                )
+                resp.close()
+                return resp.status_code
+        except RefusedAddress as exc:
+            raise UpstreamFailed(f"{_short(url)}: {exc.host!r} resolves to {exc.ip}, {exc.reason}") from None
+        except requests.RequestException as exc:
+            raise UpstreamFailed(f"posting to {_short(url)} failed: {_describe(exc)}") from None
+
+
+def check_url(url: str, field: str) -> None:
+    """400 unless `url` is an http(s) URL with a host (the address is checked when it is used)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise BadRequest(f"{field!r} is not a valid URL ({exc}): {_short(url)}") from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise BadRequest(f"{field!r} must be an http or https URL with a host; got {_short(url)}")
 
 
 def _ca_bundle() -> str | bool:

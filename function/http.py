@@ -25,10 +25,12 @@ from function.config import Settings
 from function.context import RequestContext
 from function.errors import BadRequest, MethodNotAllowed, NotFound, OCRError, TooLarge, clip
 from function.intake import NO_DOCUMENT, Intake
+from function.jobs import Jobs, is_job_id
 from function.lifecycle import Recycler
 from function.ops import Ops
+from function.options import Options
 from function.responses import answer, error_body
-from function.service import Service
+from function.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,11 @@ OCR_PATHS = ("/", "/ocr")
 
 
 class HttpTransport:
-    def __init__(
-        self, settings: Settings, intake: Intake, service: Service, ops: Ops, recycler: Recycler
-    ) -> None:
+    def __init__(self, settings: Settings, intake: Intake, jobs: Jobs, ops: Ops, recycler: Recycler) -> None:
         self.settings = settings
         self.intake = intake
-        self.service = service
+        self.jobs = jobs
+        self.service = jobs.service
         self.ops = ops
         self.recycler = recycler
 
@@ -105,6 +106,8 @@ class HttpTransport:
             raise MethodNotAllowed(f"{method} is not allowed on {path}")
         if path in trypage.FILES and self.settings.try_page:
             return trypage.response(path)
+        if path.startswith("/jobs/"):
+            return self._job(path[len("/jobs/") :], request)
         if path == "/files" or path.startswith("/files/"):
             key = path[len("/files/") :] if path != "/files" else ""
             return self.ops.files(key, request.args, self._base_url(request) if key else "")
@@ -129,13 +132,33 @@ class HttpTransport:
         base_url = self._base_url(request)
         if events.is_cloudevent(request.headers, request.mimetype):
             incoming = events.read_cloudevent(request.headers, request.get_data(), request.mimetype)
-            return _reply(events.respond(incoming, ctx, self.intake, self.service, base_url))
+            return _reply(events.respond(incoming, ctx, self.intake, self.jobs, base_url))
         body = _json_body(request) if request.mimetype == "application/json" else None
         if events.is_storage_webhook(body):
             incoming = events.read_webhook(body)
-            return _reply(events.respond(incoming, ctx, self.intake, self.service, base_url))
+            return _reply(events.respond(incoming, ctx, self.intake, self.jobs, base_url))
         source, options = self._document(request, body)
+        if _prefers_async(request.headers.getlist("Prefer")):
+            return self._accept(source, options, ctx, base_url)
         return flask.jsonify(answer(self.service, ctx, source, options, base_url))
+
+    def _accept(self, source: Source, options: Options, ctx: RequestContext, base_url: str) -> flask.Response:
+        """`Prefer: respond-async`: 202 with the job (function/jobs.py) to poll at `Location`."""
+        ctx.log["input_type"] = source.input_type
+        record = self.jobs.submit(source, options, ctx.request_id)
+        ctx.outcome = "accepted"
+        ctx.log["job_id"] = record.id
+        response = flask.jsonify({"request_id": ctx.request_id, **self.jobs.status(record, base_url)})
+        response.status_code = 202
+        response.headers["Location"] = f"/jobs/{record.id}"
+        response.headers["Preference-Applied"] = "respond-async"
+        return response
+
+    def _job(self, job: str, request: flask.Request) -> flask.Response:
+        record = self.jobs.read(job) if is_job_id(job) else None
+        if record is None:
+            raise NotFound(f"no job {clip(job)!r}: its id is the `job_id` a 202 answer gave")
+        return flask.jsonify(self.jobs.status(record, self._base_url(request)))
 
     def _base_url(self, request: flask.Request) -> str:
         """This function's address for local result URLs: OCR_PUBLIC_BASE_URL, else the request's own
@@ -210,6 +233,16 @@ def _unbuffered(response: flask.Response) -> flask.Response:
     if not response.is_streamed:
         response.response = iter([response.get_data()])
     return response
+
+
+def _prefers_async(prefer: list[str]) -> bool:
+    """RFC 7240: `Prefer: respond-async` among the header's comma-separated preferences (with or
+    without parameters, in any case)."""
+    for header in prefer:
+        for preference in header.split(","):
+            if preference.split(";", 1)[0].split("=", 1)[0].strip().lower() == "respond-async":
+                return True
+    return False
 
 
 def _json_body(request: flask.Request) -> Any:

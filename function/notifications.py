@@ -89,6 +89,8 @@ class Item:
     data: bytes | None = None
     filename: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    job: str | None = None  # an async job to read (function/jobs.py)
+    chunk: tuple[int, int] | None = None  # ... only these of its pages (1-based, inclusive)
 
 
 @dataclass(frozen=True)

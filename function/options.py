@@ -9,6 +9,7 @@ from typing import Any
 
 from function.config import boolean
 from function.errors import BadRequest
+from function.fetch import check_url
 
 # Every run of spaces has one place to go (no backtracking blow-up on long values); 9 digits at most.
 _PAGE_RANGE = r"\s*\d{1,9}\s*(-\s*(\d{1,9}\s*)?)?"
@@ -86,6 +87,7 @@ class Options:
     lang: str | None = None
     force: bool = False
     visualize: bool = False  # also a layout picture per page
+    callback_url: str | None = None  # an async job's result is POSTed here (function/jobs.py)
 
     @classmethod
     def parse(cls, fields: Mapping[str, Any]) -> Options:
@@ -100,7 +102,20 @@ class Options:
             lang=str(lang) if lang else None,
             force=parse_bool("force", fields.get("force", False)),
             visualize=parse_bool("visualize", fields.get("visualize", False)),
+            callback_url=_callback_url(fields.get("callback_url")),
         )
+
+    def fields(self) -> dict[str, str]:
+        """The options as request fields (`parse` reads them back): how a job keeps them."""
+        out = {
+            "return_content": str(self.return_content).lower(),
+            "force": str(self.force).lower(),
+            "visualize": str(self.visualize).lower(),
+        }
+        for name, value in (("pages", self.pages), ("lang", self.lang), ("callback_url", self.callback_url)):
+            if value is not None:
+                out[name] = str(value)
+        return out
 
     def output_affecting(self, selected: list[int] | None = None, page_count: int = 0) -> dict[str, str]:
         """The options that change the result (part of the cache key). Given the pages they select
@@ -116,6 +131,15 @@ class Options:
         if self.visualize:  # adds parts; absent when false so existing results keep their keys
             out["visualize"] = "true"
         return out
+
+
+def _callback_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 2048:
+        raise BadRequest("option 'callback_url' must be an http(s) URL of at most 2048 characters")
+    check_url(value, "callback_url")
+    return value
 
 
 def spell_selection(indices: list[int], page_count: int) -> str | None:

@@ -97,6 +97,12 @@ class PageSource:
             weakref.finalize(self, self._pdf.close)
         self.page_count = self._count()
         self.selected = self._select(selection)
+        self.to_read = self.selected  # the selected pages still to read (the others have checkpoints)
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """When a PDF's renderer gives up on a page from now on (a `time.monotonic()` value)."""
+        if self._pdf is not None:
+            self._pdf.deadline = deadline
 
     def close(self) -> None:
         """End the PDF's renderer process now (it ends when this object is collected otherwise)."""
@@ -125,7 +131,7 @@ class PageSource:
 
     def __iter__(self) -> Iterator[PageImage]:
         pages = self._pdf_pages() if self.media_type == PDF else self._image_pages()
-        if self.prefetch and len(self.selected) > 1:
+        if self.prefetch and len(self.to_read) > 1:
             pages = _one_ahead(pages)
         yield from pages
 
@@ -133,17 +139,17 @@ class PageSource:
         assert self._pdf is not None
         scale = self._limits.pdf_dpi / 72
         try:
-            for index in self.selected:
+            for index in self.to_read:
                 yield PageImage(index=index, image=self._pdf.render(index, scale))
         finally:
             self._pdf.close()
 
     def _image_pages(self) -> Iterator[PageImage]:
         img = _open_image(self._data)
-        last = self.selected[-1]
+        last = self.to_read[-1]
         handed_out = False
         try:
-            for index in self.selected:
+            for index in self.to_read:
                 img.seek(index)
                 self._check_pixels(img.width * img.height, index)
                 try:

@@ -93,26 +93,27 @@ class Stored:
         return Keys.of(self.manifest)
 
 
-def parts(prefix: str, markdown: str, as_json: dict[str, Any], images: dict[str, Image.Image]) -> list[Part]:
-    """The Markdown, the JSON and the image crops the Markdown links to, as bytes to store."""
+def parts(prefix: str, markdown: str, as_json: dict[str, Any]) -> list[Part]:
+    """The Markdown and the JSON, as bytes to store."""
     as_bytes = json.dumps(as_json, ensure_ascii=False).encode()
-    out = [
+    return [
         Part("markdown", f"{prefix}/document.md", markdown.encode(), content_type("document.md")),
         Part("json", f"{prefix}/document.json", as_bytes, "application/json"),
     ]
-    for path, image in sorted(images.items()):
-        if not _relative_path(path):
-            log.warning("skipping image %r: not a relative path under the result", path)
-            continue
-        out.append(Part(path, f"{prefix}/{path}", _encode_image(path, image), content_type(path)))
-    return out
 
 
-def layout_parts(prefix: str, layout: dict[int, bytes]) -> dict[int, Part]:
-    return {
-        n: Part(f"layout/page-{n}.png", f"{prefix}/layout/page-{n}.png", png, "image/png")
-        for n, png in layout.items()
-    }
+def image_part(prefix: str, path: str, image: Image.Image) -> Part | None:
+    """A crop the Markdown links to, in the format its path promises; None for a path that would
+    leave the result's directory."""
+    if not _relative_path(path):
+        log.warning("skipping image %r: not a relative path under the result", path)
+        return None
+    return Part(path, f"{prefix}/{path}", _encode_image(path, image), content_type(path))
+
+
+def layout_part(prefix: str, page: int, png: bytes) -> Part:
+    """A page's layout picture (1-based `page`)."""
+    return Part(f"layout/page-{page}.png", f"{prefix}/layout/page-{page}.png", png, "image/png")
 
 
 def _relative_path(path: str) -> bool:
@@ -133,26 +134,27 @@ def _encode_image(path: str, image: Image.Image) -> bytes:
 def manifest(
     prefix: str,
     as_json: dict[str, Any],
-    processed: int,
     options: dict[str, str],
     stored: list[Part],
-    layout: dict[int, Part],
+    images: dict[str, dict[str, Any]],
+    layout: list[dict[str, Any]],
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """The manifest of a result: what was read with what, and every part with its checksum."""
+    """The manifest of a result: what was read with what, and every part with its checksum (the
+    crops and layout pictures as described when their pages were stored)."""
     out = {
         "manifest_version": MANIFEST_VERSION,
         "prefix": prefix,
         "created": now(),
-        "document": {**as_json["source"], "pages_processed": processed},
+        "document": {**as_json["source"], "pages_processed": len(as_json["pages"])},
         "engine": as_json["engine"],
         "options": options,
         "timings": dict(timings),
-        "parts": {p.name: p.describe() for p in stored[:2]},
-        "images": {p.name: p.describe() for p in stored[2:]},
+        "parts": {p.name: p.describe() for p in stored},
+        "images": dict(sorted(images.items())),
     }
     if layout:
-        out["layout"] = [{"page": n, **p.describe()} for n, p in sorted(layout.items())]
+        out["layout"] = sorted(layout, key=lambda part: part["page"])
     return out
 
 

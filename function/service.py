@@ -7,11 +7,11 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from typing import Any
 
-from function import metrics, results
+from function import metrics, reading, results
 from function.config import Settings
 from function.document import Document, EngineInfo, SourceInfo
 from function.engines.base import Engine
@@ -19,6 +19,7 @@ from function.errors import BadRequest, DeadlineExceeded, OCRError
 from function.model import PageImage
 from function.options import Options
 from function.pages import PageLimits, PageSource, sniff
+from function.reading import Plan, Timings
 from function.render import render_json, render_markdown
 from function.results import Keys, Stored
 from function.sources import Source
@@ -49,19 +50,6 @@ class Job:
         """A job that starts now, with `budget_sec` seconds to finish (0: no deadline)."""
         deadline = time.monotonic() + budget_sec if budget_sec else None
         return cls(source, options, request_id, deadline, abandoned)
-
-
-@dataclass
-class Timings:
-    stages: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[name] = round(time.perf_counter() - began, 4)
 
 
 @dataclass(frozen=True)
@@ -109,9 +97,20 @@ class Service:
         self.slot = slot
 
     def run(self, job: Job) -> Result:
-        """OCR one document and store its results, or answer from stored ones."""
-        began = time.perf_counter()
-        timings = Timings()
+        """OCR one document and store its results, or answer from stored ones. Pages stored by an
+        earlier run of the same document (checkpoints) are not read again."""
+        result = self._run(job, None)
+        assert result is not None  # the whole document was asked for
+        return result
+
+    def run_chunk(self, job: Job, first: int, last: int) -> Result | None:
+        """Read the `first`..`last` (1-based, inclusive) of the document's selected pages; the result
+        if that completed the document (this run assembled it), else None."""
+        return self._run(job, (first, last))
+
+    def prepare(self, job: Job, timings: Timings | None = None) -> Plan:
+        """The document opened (page count, selection) and keyed (engine, options): its result prefix."""
+        timings = timings or Timings()
         with timings.stage("open"):
             pages = open_pages(job.source.data, job.options, self.settings, job.deadline)
         with timings.stage("wait_engine"):
@@ -119,35 +118,54 @@ class Service:
         source = describe(job.source, pages, engine, job.options)
         options = job.options.output_affecting(pages.selected, pages.page_count)
         prefix = results.result_prefix(source.filename, source.sha256, engine.fingerprint, options)
-        if hit := self._cached(job, prefix, source.sha256, timings, began):
+        return Plan(pages, engine, source, options, prefix)
+
+    def _run(self, job: Job, chunk: tuple[int, int] | None) -> Result | None:
+        began = time.perf_counter()
+        timings = Timings()
+        plan = self.prepare(job, timings)
+        if hit := self._cached(job, plan, timings, began):
             return hit
         queued = time.perf_counter()
         with self.slot() as waited:
             timings.stages["queue"] = round(time.perf_counter() - queued, 4)
             # The same document, sent twice at once, may have been finished by the other request meanwhile.
-            if waited and (hit := self._cached(job, prefix, source.sha256, timings, began)):
+            if waited and (hit := self._cached(job, plan, timings, began)):
                 return hit
-            budget = self.settings.deadline_sec
-            in_time = _within(pages, job, len(pages.selected), budget)
-            done = recognise(engine, in_time, job.options, source, timings)
-            parts = results.parts(prefix, done.markdown, done.as_json, done.document.images)
-            layout = results.layout_parts(prefix, done.layout)
-            processed = len(done.document.pages)
-            manifest = results.manifest(
-                prefix, done.as_json, processed, options, parts, layout, timings.stages
-            )
-            with timings.stage("store"):
-                results.write(self.store, prefix, parts + list(layout.values()), manifest)
-        content = {"markdown": done.markdown, "json": done.as_json} if job.options.return_content else None
-        result = _result(Stored(manifest, content), False, timings, began)
-        log.info("request %s: %d page(s) in %.2fs", job.request_id, processed, result.elapsed_sec)
+            selected = plan.pages.selected
+            wanted = selected if chunk is None else selected[chunk[0] - 1 : chunk[1]]
+            plan.pages.to_read = plan.missing(self.store, wanted, job.options.force and chunk is None)
+            if plan.pages.to_read:
+                with timings.stage("ocr"):
+                    self._read(job, plan, len(wanted))
+            if chunk is not None and not plan.complete(self.store):
+                return None
+            stored = reading.assemble(plan, self.store, job.options.return_content, timings)
+        result = _result(stored, False, timings, began)
+        log.info("request %s: %d page(s) in %.2fs", job.request_id, len(selected), result.elapsed_sec)
         return result
 
-    def _cached(self, job: Job, prefix: str, sha256: str, timings: Timings, began: float) -> Result | None:
+    def _read(self, job: Job, plan: Plan, wanted: int) -> None:
+        """The pages still to read, each stored as it is done; stopped between pages at the deadline
+        or when the client has gone, the pages read so far kept."""
+        todo = plan.pages.to_read
+        already = wanted - len(todo)
+        done = 0
+        for _ in reading.read(plan, self.store, _within(plan.pages, job), job.options):
+            done += 1
+        if done < len(todo):  # _within stopped the pages
+            raise _stopped(job, self.settings.deadline_sec, already + done, wanted)
+
+    def stored(self, prefix: str, sha256: str, with_content: bool) -> Result | None:
+        """The finished result under `prefix`, if its manifest exists (no OCR, no document needed)."""
+        stored = results.read(self.store, prefix, sha256, with_content)
+        return None if stored is None else _result(stored, True, Timings(), time.perf_counter())
+
+    def _cached(self, job: Job, plan: Plan, timings: Timings, began: float) -> Result | None:
         if job.options.force:
             return None
         with timings.stage("lookup"):
-            stored = results.read(self.store, prefix, sha256, job.options.return_content)
+            stored = results.read(self.store, plan.prefix, plan.source.sha256, job.options.return_content)
         if stored is None:
             return None
         metrics.CACHE_HITS.inc()
@@ -189,27 +207,35 @@ def describe(source: Source, pages: PageSource, engine: Engine, options: Options
     )
 
 
-def _within(pages: Iterable[PageImage], job: Job, total: int, budget: float) -> Iterator[PageImage]:
+def _within(pages: PageSource, job: Job) -> Iterator[PageImage]:
     """The pages, until the deadline passes or the client leaves: checked before each page reaches
-    the engine (and by a PDF's renderer while it renders one), so the work stops between pages and
-    nothing half-done is stored."""
-    done, source = 0, iter(pages)
-    while True:
-        if job.abandoned():
-            raise ClientGone(f"the client closed its connection; stopped after {done} of {total} page(s)")
-        try:
-            if job.deadline is not None and time.monotonic() > job.deadline:
-                raise DeadlineExceeded("past the deadline")
-            page = next(source)
-        except StopIteration:
+    the engine (and by a PDF's renderer while it renders one), so the work stops between pages.
+    The first page of a run is read whatever the time (its render bounded by OCR_RENDER_TIMEOUT_SEC):
+    the pages read are kept, so every retry gets further."""
+    source = iter(pages)
+    pages.set_deadline(None)
+    first = True
+    while not job.abandoned():
+        if not first and job.deadline is not None and time.monotonic() > job.deadline:
             return
-        except DeadlineExceeded:
-            raise DeadlineExceeded(
-                f"the document ran past OCR_DEADLINE_SEC={budget:g}s: stopped after {done} of {total} "
-                "page(s) and stored nothing; send fewer pages (option 'pages') or raise the limit"
-            ) from None
+        try:
+            page = next(source)
+        except (StopIteration, DeadlineExceeded):  # the end, or the renderer's own check inside a page
+            return
+        if first:
+            pages.set_deadline(job.deadline)
+            first = False
         yield page
-        done += 1
+
+
+def _stopped(job: Job, budget: float, done: int, total: int) -> OCRError:
+    kept = f"stopped after {done} of {total} page(s); the {done} page(s) read are stored"
+    if job.abandoned():
+        return ClientGone(f"the client closed its connection: {kept}")
+    return DeadlineExceeded(
+        f"the document ran past OCR_DEADLINE_SEC={budget:g}s: {kept}, and a retry reads only the rest "
+        "(or send fewer pages with the option 'pages', or raise the limit)"
+    )
 
 
 class ClientGone(OCRError):

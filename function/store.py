@@ -56,6 +56,10 @@ class ResultStore(ABC):
         """At most `limit` stored keys that come after `after` in the store's order (a page)."""
 
     @abstractmethod
+    def listing(self, prefix: str) -> list[str]:
+        """Every stored key under `prefix/` (a result's directory), sorted."""
+
+    @abstractmethod
     def uri(self, key: str) -> str: ...
 
     @abstractmethod
@@ -142,6 +146,13 @@ class LocalStore(ResultStore):
         walk(self.root, ())
         return keys
 
+    def listing(self, prefix: str) -> list[str]:
+        top = self.path(prefix)
+        if not top.is_dir():
+            return []
+        found = (p for p in top.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+        return sorted(p.relative_to(self.root).as_posix() for p in found)
+
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
 
@@ -212,6 +223,14 @@ class S3Store(ResultStore):
         with s3_errors(f"listing s3://{self.bucket}/{self.prefix}"):
             found = self.client.list_objects_v2(**params)
         return [obj["Key"][strip:] for obj in found.get("Contents", [])]
+
+    def listing(self, prefix: str) -> list[str]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.key(prefix.strip("/")) + "/"
+        )
+        with s3_errors(f"listing s3://{self.bucket}/{self.key(prefix)}"):
+            return sorted(obj["Key"][strip:] for page in pages for obj in page.get("Contents", []))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.key(key)}"

@@ -160,9 +160,17 @@ def layout_pngs(document: Document, images: dict[int, bytes]) -> dict[int, bytes
     are released as they are drawn."""
     pngs = {}
     for page in sorted(document.pages, key=lambda p: p.index):
-        kept = images.pop(page.index, None)
-        if kept is not None:
-            with Image.open(io.BytesIO(kept)) as image:
-                pngs[page.index + 1] = to_png(draw_layout(image, page))
+        png = layout_png(page, images)
+        if png is not None:
+            pngs[page.index + 1] = png
     images.clear()
     return pngs
+
+
+def layout_png(page: Page, images: dict[int, bytes]) -> bytes | None:
+    """The PNG of one page's layout picture, its kept page released; None if it was not kept."""
+    kept = images.pop(page.index, None)
+    if kept is None:
+        return None
+    with Image.open(io.BytesIO(kept)) as image:
+        return to_png(draw_layout(image, page))

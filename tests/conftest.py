@@ -104,10 +104,19 @@ def s3_app(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) -> 
 
 def engine_calls(server: FunctionServer | AppServer) -> float:
     """How many times the server's engine ran OCR (the `ocr_engine_calls_total` counter)."""
+    return _counter(server, "ocr_engine_calls_total")
+
+
+def pages_read(server: FunctionServer | AppServer) -> float:
+    """How many pages the server's engine read (the `ocr_pages_total` counter)."""
+    return _counter(server, "ocr_pages_total")
+
+
+def _counter(server: FunctionServer | AppServer, name: str) -> float:
     import requests
 
     text = requests.get(server.url + "/metrics", timeout=10).text
-    match = re.search(r"^ocr_engine_calls_total (\S+)$", text, re.MULTILINE)
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     assert match, text
     return float(match.group(1))
 

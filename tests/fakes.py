@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +15,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from function.app import App, create_app
-from function.config import load_settings
+from function.config import Settings, load_settings
 from function.document import Block, Document, Page, TextLine
 from function.engines.base import Engine
 from function.model import PageImage
@@ -98,3 +100,19 @@ def app_server(env: dict[str, str], output: Path, engine: Engine | None = None) 
     settings = load_settings({"OCR_STORE": f"file://{output}", **env})
     with AppServer(create_app(settings, engine=engine or FakeEngine(["en"]))) as srv:
         yield srv
+
+
+class ServedFakeEngine(FakeEngine):
+    """FakeEngine as `OCR_ENGINE=fake` in a real server process (tests/fake_serve.py), for tests of
+    what surrounds recognition at a scale a real engine would take minutes for (300- and 1,000-page
+    jobs, a worker killed part-way). `OCR_FAKE_PAGE_SEC` makes each page take that long."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.config = settings
+        self.page_sec = float(os.environ.get("OCR_FAKE_PAGE_SEC", "0"))
+
+    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
+        document = super().predict(pages, options)
+        time.sleep(self.page_sec * len(document.pages))
+        return document

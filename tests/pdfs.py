@@ -52,3 +52,23 @@ def count_liar(count: int = 1_000_000) -> bytes:
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
         ]
     )
+
+
+def light_pdf(pages: int, word: str = "Page") -> bytes:
+    """A long, light document: `pages` small pages (216x72 pt), each with one line of Helvetica naming
+    its number, so every page reads differently and renders in milliseconds."""
+    font = 3 + 2 * pages
+    kids = b" ".join(b"%d 0 R" % (3 + 2 * n) for n in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+    ]
+    for n in range(pages):
+        text = b"BT /F1 18 Tf 12 30 Td (%s %d) Tj ET" % (word.encode(), n + 1)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 216 72] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (4 + 2 * n, font)
+        )
+        objects.append(_stream(b"", text))
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return raw_pdf(objects)

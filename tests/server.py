@@ -24,16 +24,21 @@ def free_port() -> int:
 class FunctionServer:
     """Starts `functions-framework --source handler.py --target handle` as the README does."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, serve: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, serve: bool = False, fake: bool = False
+    ) -> None:
         """`serve=True` runs `python -m function serve` instead (the app under gunicorn with the
-        drain settings of function/lifecycle.py)."""
-        self.serve = serve
+        drain settings of function/lifecycle.py); `fake=True` runs that with the FAKE engine
+        (tests/fake_serve.py: `OCR_ENGINE=fake`)."""
+        self.serve = serve or fake
+        self.fake = fake
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         # `serve` derives THREADS from admission (function/lifecycle.py) as the images do.
         threads = {} if serve else {"THREADS": "4"}
-        self.env = {**os.environ, "WORKERS": "1", **threads, "PYTHONUNBUFFERED": "1", **env}
+        engine = {"OCR_ENGINE": "fake"} if fake else {}
+        self.env = {**os.environ, "WORKERS": "1", **threads, "PYTHONUNBUFFERED": "1", **engine, **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
@@ -41,7 +46,8 @@ class FunctionServer:
         exe = Path(sys.executable).with_name("functions-framework")
         cmd = [str(exe), "--source", "handler.py", "--target", "handle", "--host", "127.0.0.1"]
         if self.serve:
-            cmd = [sys.executable, "-m", "function", "serve", "--host", "127.0.0.1"]
+            module = "tests.fake_serve" if self.fake else "function"
+            cmd = [sys.executable, "-m", module, *([] if self.fake else ["serve"]), "--host", "127.0.0.1"]
         self.started_at = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

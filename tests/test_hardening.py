@@ -24,7 +24,7 @@ from PIL import Image
 from function.admission import Admission
 from function.errors import Busy
 from function.tracing import from_header
-from tests.conftest import engine_calls
+from tests.conftest import engine_calls, pages_read
 from tests.fakes import AppServer, app_server
 from tests.server import FunctionServer
 from tests.synthetic import make_pdf, page_with_text
@@ -37,10 +37,10 @@ def pdf(pages: int, word: str = "Deadline") -> bytes:
     return make_pdf([page_with_text([f"{word} page {n} of the test document."]).image for n in range(pages)])
 
 
-def post_pdf(url: str, data: bytes, name: str, **headers: str) -> requests.Response:
-    return requests.post(
-        url + "/ocr", files={"file": (name, data)}, data={"force": "true"}, headers=headers, timeout=300
-    )
+def post_pdf(url: str, data: bytes, name: str, force: bool = True, **headers: str) -> requests.Response:
+    fields = {"force": "true"} if force else {}
+    files = {"file": (name, data)}
+    return requests.post(url + "/ocr", files=files, data=fields, headers=headers, timeout=300)
 
 
 def gauge(server: FunctionServer, name: str) -> float:
@@ -162,15 +162,29 @@ def test_the_same_document_sent_twice_at_once_is_read_once(busy_server: Function
     assert engine_calls(busy_server) == before + 1
 
 
-def test_the_deadline_stops_between_pages_with_504(tmp_path: Path) -> None:
+def test_the_deadline_stops_between_pages_with_504_and_keeps_them(tmp_path: Path) -> None:
+    """A deadline overrun keeps the pages it read (checkpoints) and says so; each retry reads only
+    the pages not yet stored, so the document is read once in all, however many tries it takes."""
     env = {"OCR_STORE": f"file://{tmp_path}/output", "OCR_DEADLINE_SEC": "0.5"}
     with FunctionServer(env, tmp_path / "server.log") as srv:
-        resp = post_pdf(srv.url, pdf(4, "Late"), "late.pdf")
+        document = pdf(4, "Late")
+        resp = post_pdf(srv.url, document, "late.pdf", force=False)
         assert resp.status_code == 504, resp.text
         message = resp.json()["error"]["message"]
-        assert re.search(r"stopped after [1-3] of 4 page", message), message
+        kept = r"stopped after ([1-3]) of 4 page\(s\); the \1 page\(s\) read are stored, and a retry"
+        found = re.search(kept, message)
+        assert found, message
         assert not list((tmp_path / "output").rglob("manifest.json")), "a timed-out result was stored"
+        assert len(list((tmp_path / "output").rglob("pages/*.json"))) == int(found.group(1))
         assert requests.get(srv.url + "/health/live", timeout=10).status_code == 200
+        for _ in range(4):  # every try reads at least the page it starts before the deadline
+            resp = post_pdf(srv.url, document, "late.pdf", force=False)
+            if resp.status_code == 200:
+                break
+            assert resp.status_code == 504, resp.text
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["document"]["pages_processed"] == 4
+        assert pages_read(srv) == 4  # no page read twice
 
 
 def test_one_json_log_line_per_request_with_the_callers_trace(busy_server: FunctionServer) -> None:

@@ -11,7 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from function.config import Settings
 from function.document import Document
@@ -80,6 +80,33 @@ class Engine(ABC):
     @abstractmethod
     def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
         """OCR the pages (consumed one at a time) into a Document (source/engine unset)."""
+
+    @property
+    def pages_independent(self) -> bool:
+        """Whether a page reads the same whatever pages are read with it, so pages read in separate
+        runs (checkpoints, chunks) join into the document one run would give."""
+        return True
+
+    def read(self, pages: Iterable[PageImage], options: Options) -> Iterator[Document]:
+        """Each page as a one-page Document, in order, as soon as it is read (page checkpoints)."""
+        for page in pages:
+            yield self.predict([page], options)
+
+    def join(self, parts: Iterable[Document]) -> Document:
+        """The document that pages read one by one (`read`) make, in the order given."""
+        out = Document(pages=[])
+        for part in parts:
+            out.pages.extend(part.pages)
+            out.images.update(part.images)
+            out.warnings.extend(part.warnings)
+            out.markdown_pages.extend(part.markdown_pages)
+        if out.markdown_pages:
+            out.markdown = self.join_markdown(out.markdown_pages)
+        return out
+
+    def join_markdown(self, markdown_pages: list[dict[str, Any]]) -> str | None:
+        """An engine that brings its own Markdown (`Document.markdown_pages`) joins its pages here."""
+        return None
 
 
 @functools.cache

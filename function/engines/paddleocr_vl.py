@@ -169,30 +169,38 @@ class PaddleOCRVLEngine(Engine):
 
     # ------------------------------------------------------------ OCR
 
-    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
-        with self._workers.borrow() as worker:
-            return self._document(worker, pages)
+    @property
+    def pages_independent(self) -> bool:
+        return not self.vl.restructure_pages  # restructuring reads every page at once
 
-    def _document(self, worker: _Worker, pages: Iterable[PageImage]) -> Document:
-        out = _Assembly(self.vl)
-        kept: list[tuple[PageImage, Any]] = []
-        for chunk in _chunks(pages, PAGES_PER_CALL):
-            for page, result in zip(chunk, self._infer(worker, chunk), strict=True):
-                if self.vl.restructure_pages:
-                    kept.append((page, result))  # restructuring needs every page at once
-                else:
-                    out.add(page, result)
-        if kept:
-            restructured = worker.pipeline.restructure_pages(
-                [result for _, result in kept],
-                merge_tables=self.vl.merge_tables,
-                relevel_titles=self.vl.relevel_titles,
-                concatenate_pages=False,
-            )
-            for (page, _), result in zip(kept, restructured, strict=True):
-                out.add(page, result)
-        markdown = worker.pipeline.concatenate_markdown_pages(out.markdown_pages)
-        return Document(pages=out.pages, markdown=_tidy(markdown), images=out.images)
+    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
+        return self.join(list(self.read(pages, options)))
+
+    def read(self, pages: Iterable[PageImage], options: Options) -> Iterator[Document]:
+        """Pages in batches of PAGES_PER_CALL (layout and VLM overlap), each yielded as soon as its
+        batch is done; with restructuring, all at the end."""
+        with self._workers.borrow() as worker:
+            kept: list[tuple[PageImage, Any]] = []
+            for chunk in _chunks(pages, PAGES_PER_CALL):
+                for page, result in zip(chunk, self._infer(worker, chunk), strict=True):
+                    if self.vl.restructure_pages:
+                        kept.append((page, result))  # restructuring needs every page at once
+                    else:
+                        yield _page_document(self.vl, page, result)
+            if kept:
+                restructured = worker.pipeline.restructure_pages(
+                    [result for _, result in kept],
+                    merge_tables=self.vl.merge_tables,
+                    relevel_titles=self.vl.relevel_titles,
+                    concatenate_pages=False,
+                )
+                for (page, _), result in zip(kept, restructured, strict=True):
+                    yield _page_document(self.vl, page, result)
+
+    def join_markdown(self, markdown_pages: list[dict[str, Any]]) -> str | None:
+        """PaddleOCR's own concatenation: a paragraph that runs on to the next page is joined."""
+        with self._workers.borrow() as worker:
+            return _tidy(worker.pipeline.concatenate_markdown_pages(markdown_pages))
 
     def _infer(self, worker: _Worker, chunk: list[PageImage]) -> list[Any]:
         arrays = [_bgr(page.image) for page in chunk]
@@ -210,39 +218,33 @@ class PaddleOCRVLEngine(Engine):
         return results
 
 
-class _Assembly:
-    """Pages, per-page Markdown and image crops, gathered in page order."""
-
-    def __init__(self, vl: VLSettings) -> None:
-        self.vl = vl
-        self.pages: list[Page] = []
-        self.markdown_pages: list[dict[str, Any]] = []
-        self.images: dict[str, Image.Image] = {}
-
-    def add(self, page: PageImage, result: Any) -> None:
-        # As PaddleX's own server does (basic_serving/_pipeline_apps/paddleocr_vl.py).
-        md = result._to_markdown(
-            pretty=self.vl.pretty_markdown, show_formula_number=self.vl.show_formula_number
-        )
-        renames = self._claim(page.index, md.get("markdown_images") or {})
-        text = md["markdown_texts"]
-        for old, new in renames.items():
+def _page_document(vl: VLSettings, page: PageImage, result: Any) -> Document:
+    """One page as read: its blocks, its Markdown page (as PaddleX's own server makes it,
+    basic_serving/_pipeline_apps/paddleocr_vl.py) and its crops. The crops of every page after the
+    first go in a folder of that page (`imgs/page2/...`): PaddleX names a crop by its label and box
+    alone, and a page must be named the same whichever pages were read with it (checkpoints, chunks)."""
+    md = result._to_markdown(pretty=vl.pretty_markdown, show_formula_number=vl.show_formula_number)
+    images: Mapping[str, Image.Image] = md.get("markdown_images") or {}
+    renames = {path: _page_path(path, page.index) for path in images}
+    text = md["markdown_texts"]
+    for old, new in renames.items():
+        if old != new:
             text = text.replace(old, new)
-        self.markdown_pages.append({**md, "markdown_texts": text})
-        self.pages.append(_page(page, result, renames))
+    markdown: dict[str, Any] = {"markdown_texts": text}
+    if md.get("page_continuation_flags") is not None:  # what the concatenation reads besides the text
+        markdown["page_continuation_flags"] = list(md["page_continuation_flags"])
+    return Document(
+        pages=[_page(page, result, renames)],
+        markdown_pages=[markdown],
+        images={renames[path]: image for path, image in images.items()},
+    )
 
-    def _claim(self, index: int, images: Mapping[str, Image.Image]) -> dict[str, str]:
-        """Add a page's crops; a path an earlier page already used (same label and box) gets a
-        page folder, so no crop overwrites another."""
-        renames = {}
-        for path, image in images.items():
-            final = path
-            if path in self.images:
-                head, _, tail = path.rpartition("/")
-                final = f"{head}/page{index + 1}/{tail}" if head else f"page{index + 1}/{tail}"
-                renames[path] = final
-            self.images[final] = image
-        return renames
+
+def _page_path(path: str, index: int) -> str:
+    if index == 0:
+        return path
+    head, _, tail = path.rpartition("/")
+    return f"{head}/page{index + 1}/{tail}" if head else f"page{index + 1}/{tail}"
 
 
 def _page(page: PageImage, result: Any, renames: Mapping[str, str]) -> Page:
