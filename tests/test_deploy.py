@@ -270,12 +270,13 @@ def accepted_events(settings: Settings) -> dict[str, dict[str, str]]:
         "gcs": {"type": events.GCS_FINALIZED, "source": "//storage.googleapis.com/projects/_/buckets/b"},
         "knative-s3": {"type": events.KNATIVE_S3, "source": "dev.knative.eventing.aws-s3-source"},
         "request": {"type": settings.event_request_type, "source": "/client"},
-        **{kind: {"type": kind, "source": settings.event_source} for kind in JOB_TYPES},
+        **{kind: {"type": kind, "source": settings.event_source} for kind in job_types(settings)},
     }
 
 
-# What the function sends to K_SINK for itself (docs/events.md, "Jobs"): async jobs and page-range chunks.
-JOB_TYPES = ("ocr.document.requested", "ocr.document.chunk")
+def job_types(settings: Settings) -> tuple[str, str]:
+    """What the function sends to K_SINK for itself (function/dispatch.py): jobs and their chunks."""
+    return settings.event_request_type, settings.event_chunk_type
 
 
 def reply_types(settings: Settings) -> list[str]:
@@ -344,11 +345,12 @@ def test_sink_binding_sends_the_function_s_own_events_to_the_broker_that_brings_
     assert (sink["apiVersion"], sink["kind"], sink["name"]) == (
         broker["apiVersion"], broker["kind"], broker["metadata"]["name"]
     )  # fmt: skip
-    source = Settings().event_source
-    for kind in JOB_TYPES:
+    settings = load_settings(with_secret_files(m.service_env(m.cpu_service()), Path("/dev/null")))
+    for kind in job_types(settings):
         routed = [
             t for t in triggers()
-            if t["spec"]["broker"] == sink["name"] and m.trigger_matches(t, {"type": kind, "source": source})
+            if t["spec"]["broker"] == sink["name"]
+            and m.trigger_matches(t, {"type": kind, "source": settings.event_source})
         ]  # fmt: skip
         assert [t["spec"]["subscriber"]["ref"]["name"] for t in routed] == [subject["name"]], kind
 
