@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
+import pytest
 import requests
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
+from bench.fanout import Params, function_env, pages_read, processes, text_pdf
 from tests.local_http import LocalServer
 from tests.queue_worker import QueueWorker
+
+PARAMS = Params()  # tesseract at one thread, 72 dpi pages: the fastest real engine on a light page
 
 
 class Recorder:
@@ -126,3 +132,35 @@ def test_the_gateway_route_and_its_limits() -> None:
         worker.wait_idle(timeout=20)
     assert sent.headers["X-Call-Id"] == "mine" and [i.call_id for i in worker.invocations] == ["mine"]
     assert fn.got[0][0] == "/?" and not receiver.got
+
+
+@pytest.mark.slow
+def test_a_long_document_finishes_over_retried_deadlines_reading_each_page_once(tmp_path: Path) -> None:
+    """OpenFaaS's async path with the real function: each invocation runs into OCR_DEADLINE_SEC (504,
+    retried), keeps its pages, and the next reads only the rest, until the callback gets the result."""
+    pages = 20
+    env = {
+        **function_env(PARAMS, "", "unused"),
+        "OCR_STORE": f"file://{tmp_path}/out",
+        "OCR_DEADLINE_SEC": "3",
+    }
+    receiver = Recorder(ok)
+    with receiver.server, processes(1, env, tmp_path, None) as [srv]:
+        before = pages_read(srv)
+        with QueueWorker(srv.url, max_retry_attempts=30, retry_http_codes=(429, 503, 504)) as worker:
+            data = text_pdf(pages, PARAMS.dpi, tag="queue-worker")
+            accepted = requests.post(
+                f"{worker.url}/async-function/ocr/ocr?return_content=true",
+                files={"file": ("long.pdf", data, "application/pdf")},
+                headers={"X-Callback-Url": receiver.url},
+                timeout=30,
+            )
+            worker.wait_idle(timeout=600)
+        read = pages_read(srv) - before
+    statuses = [i.status for i in worker.invocations]
+    assert accepted.status_code == 202 and statuses[0] == 504 and statuses[-1] == 200, statuses
+    assert set(statuses[:-1]) == {504} and read == pages, (statuses, read)
+    ((_, headers, body),) = receiver.got
+    assert headers["X-Function-Status"] == "200" and headers["X-Call-Id"] == accepted.headers["X-Call-Id"]
+    markdown = json.loads(body)["content"]["markdown"]
+    assert all(f"page {n} of {pages}" in markdown for n in range(1, pages + 1)), markdown
