@@ -480,9 +480,14 @@ def test_openfaas_image_runs_the_same_entrypoint_behind_the_watchdog() -> None:
 
 def container_env(tmp: Path, moto_endpoint: str) -> dict[str, str]:
     """The CPU Service's env with two local substitutions: the moto endpoint, and the secret's mount
-    directory (the mounted files hold the test credentials)."""
+    directory (the mounted files: the Secret's keys as shipped, the test credentials for S3)."""
     env = m.service_env(m.cpu_service())
-    files = {"aws.accessKey": S3_KEYS["aws_access_key_id"], "aws.secretKey": S3_KEYS["aws_secret_access_key"]}
+    secret = m.one(m.KNATIVE / "common" / "secret.yaml", "Secret")["stringData"]
+    files = {
+        **secret,
+        "aws.accessKey": S3_KEYS["aws_access_key_id"],
+        "aws.secretKey": S3_KEYS["aws_secret_access_key"],
+    }
     for name, value in files.items():
         (tmp / name).write_text(value + "\n")
     return {**with_secret_files(env, tmp), "S3_ENDPOINT_URL": moto_endpoint}
