@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -46,6 +47,8 @@ class Delivery:
     attempt: int
     status: int | None
     error: str = ""
+    started: float = 0.0  # time.monotonic() when the delivery began
+    seconds: float = 0.0  # until its answer
 
 
 def retryable(status: int | None) -> bool:
@@ -183,6 +186,7 @@ class Broker:
     def _deliver(self, url: str, event: CloudEvent, attempt: int) -> None:
         headers, body = to_binary(event)
         status, error, reply = None, "", None
+        started = time.monotonic()
         try:
             resp = requests.post(
                 url, headers={**headers, "Prefer": "reply"}, data=body, timeout=self.delivery_timeout
@@ -191,7 +195,9 @@ class Broker:
             reply = _reply_of(resp)
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"
-        delivery = Delivery(event["id"], event["type"], url, attempt, status, error)
+        delivery = Delivery(
+            event["id"], event["type"], url, attempt, status, error, started, time.monotonic() - started
+        )
         log.info("%s", delivery)
         with self._changed:
             self.deliveries.append(delivery)
