@@ -9,9 +9,9 @@ the same schemas."""
 from __future__ import annotations
 
 import base64
-import time
 import json
 import os
+import time
 from typing import Any
 
 import jsonschema
@@ -347,10 +347,8 @@ def test_inputs_that_were_500s_are_4xx(app: AppServer, kwargs: dict[str, Any], s
 def test_async_answers_keep_the_contract(api: Any, app: AppServer) -> None:
     """`Prefer: respond-async`: the 202 job, then `GET /jobs/{job_id}` until completed, each fitting
     the Job schema."""
-    accepted = call(
-        api, app, "/ocr", "application/json", {"image_base64": base64.b64encode(PNG).decode(), "filename": "async.png"},
-        headers={"Prefer": "respond-async"},
-    )  # fmt: skip
+    body = {"image_base64": base64.b64encode(PNG).decode(), "filename": "async.png"}
+    accepted = call(api, app, "/ocr", "application/json", body, headers={"Prefer": "respond-async"})
     assert accepted.status_code == 202, accepted.text
     job = accepted.json()["job_id"]
     assert header(accepted, "Location") == f"/jobs/{job}"
