@@ -239,8 +239,17 @@ def _ocr_operation(operation_id: str, path: str) -> dict[str, Any]:
             ),
             "202": response(
                 "With Prefer: respond-async, the document's job (poll its Location); an event "
-                "acknowledged and skipped, or a job's chunk read while others are missing (no reply event)",
-                {"oneOf": [ref("Job"), ref("EventSkipped"), ref("ChunkPending")]},
+                "acknowledged and skipped, a job's chunk read while others are missing, or (with a "
+                "broker) a long document an event names sent on as a job: no reply event",
+                {
+                    "oneOf": [
+                        ref("Job"),
+                        ref("EventSkipped"),
+                        ref("ChunkPending"),
+                        ref("JobAccepted"),
+                        ref("EventBatch"),
+                    ]
+                },
                 headers={
                     "Location": {"schema": string(), "description": "/jobs/{job_id} (async requests)"},
                     "Preference-Applied": {"schema": string(), "description": "respond-async"},

@@ -268,6 +268,9 @@ def schemas() -> dict[str, Schema]:
             },
             ["job_id", "state", "pages", "document", "created", "updated"],
         ),
+        "JobAccepted": obj(
+            {"status": enum("accepted"), "request_id": string(), "job_id": string(), "subject": string()}
+        ),
         "ChunkPending": obj(
             {
                 "status": enum("pending"),
@@ -290,11 +293,11 @@ def schemas() -> dict[str, Schema]:
         ),
         "EventBatch": obj(
             {
-                "status": enum("success", "failed"),
+                "status": enum("success", "failed", "accepted"),
                 "documents": {
                     "type": "array",
                     "minItems": 2,
-                    "items": {"oneOf": [ref("OCRResult"), ref("EventFailed")]},
+                    "items": {"oneOf": [ref("OCRResult"), ref("EventFailed"), ref("JobAccepted")]},
                 },
             }
         ),
