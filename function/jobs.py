@@ -129,6 +129,8 @@ class Jobs:
             ident, plan.prefix, QUEUED, document, len(plan.pages.selected), options.fields(),
             source.input_type, request_id, stamp, stamp,
         )  # fmt: skip
+        if options.force:  # read again from the first page: the pages stored before are not this job's
+            checkpoints.clear(self.store, plan.prefix)
         self.store.put(record.source_key, source.data, "application/octet-stream")
         self._save(record)
         assert self.dispatch is not None
@@ -167,7 +169,7 @@ class Jobs:
         if record.state != RUNNING:
             self._save(replace(record, state=RUNNING, updated=results.now()))
         source = Source(data, record.document["filename"], record.input_type)
-        job = Job.start(source, options, request_id, budget)
+        job = replace(Job.start(source, options, request_id, budget), resume=True)
         try:
             result = self.service.run(job) if chunk is None else self.service.run_chunk(job, *chunk)
         except OCRError as exc:

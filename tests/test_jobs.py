@@ -20,7 +20,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent, from_http
 
 from function.dispatch import chunks
-from tests.conftest import BUCKET, S3_KEYS, s3_env
+from tests.conftest import BUCKET, S3_KEYS, pages_read, s3_env
 from tests.fakes import AppServer, app_server
 from tests.pdfs import light_pdf
 from tests.test_events import aws_event
@@ -249,3 +249,30 @@ def test_a_long_document_named_by_a_storage_event_is_spread_as_chunks(
         short = deliver(srv, aws_event("inbox/short-event.pdf"))  # read in the delivery, as before
         assert short.status_code == 200 and short.headers["ce-type"] == "ocr.document.completed"
         assert len(receiver.posts) == 3
+
+
+def test_a_forced_job_reads_every_page_again_once(tmp_path: Path) -> None:
+    """`force` on a job: the pages stored before are not reused, and the job's own are (a redelivery
+    of a forced chunk does not read its pages a second time)."""
+    with app_server({}, tmp_path / "out") as srv:
+        before = pages_read(srv)  # the counters are this test process's, shared by in-process apps
+        wait_done(srv, submit(srv, light_pdf(4)).headers["Location"])
+        assert pages_read(srv) == before + 4
+        forced = submit(srv, light_pdf(4), force="true")
+        assert forced.status_code == 202, forced.text
+        deadline = time.monotonic() + 30
+        while pages_read(srv) < before + 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert pages_read(srv) == before + 8
+
+
+def test_a_forced_chunk_delivered_twice_reads_its_pages_once(tmp_path: Path, receiver: Receiver) -> None:
+    with app_server({"K_SINK": receiver.url, "OCR_CHUNK_PAGES": "2"}, tmp_path / "out") as srv:
+        before = pages_read(srv)
+        submit(srv, light_pdf(4), force="true")
+        first, second = [from_http(h, b) for h, b in receiver.posts]
+        assert deliver(srv, first).status_code == 202 and deliver(srv, first).status_code == 202
+        assert pages_read(srv) == before + 2
+        assert deliver(srv, second).headers["ce-type"] == "ocr.document.completed"
+        assert pages_read(srv) == before + 4
