@@ -83,6 +83,11 @@ def done(store: ResultStore, prefix: str) -> set[int]:
     return indices
 
 
+def clear(store: ResultStore, prefix: str) -> None:
+    for index in done(store, prefix):
+        store.delete(key(prefix, index))
+
+
 class BrokenCheckpoint(OCRError):
     """A stored page could not be read back: it is removed, and a retry reads that page again."""
 

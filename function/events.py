@@ -112,6 +112,11 @@ def respond(incoming: Incoming, ctx: RequestContext, intake: Intake, jobs: Jobs,
                 outcomes.append(_job(item, jobs, ctx, base_url))
                 continue
             source, options = _document(item, intake, getattr(service.store, "bucket", ""))
+            if (job := jobs.fan_out(source, options, ctx.request_id)) is not None:
+                ctx.log["job_id"] = job.id
+                accepted = {"status": "accepted", "request_id": ctx.request_id, "job_id": job.id}
+                outcomes.append(accepted | {"subject": clip(item.subject, SUBJECT_ECHO)})
+                continue
             outcomes.append(answer(service, ctx, source, options, base_url))
         except OCRError as exc:
             if exc.retryable:
@@ -120,10 +125,13 @@ def respond(incoming: Incoming, ctx: RequestContext, intake: Intake, jobs: Jobs,
                 "event %s: %s failed permanently: %s", clip(incoming.id), clip(item.subject), exc.message
             )
             outcomes.append(error_body(exc, ctx.request_id) | {"subject": clip(item.subject, SUBJECT_ECHO)})
-    if all(o["status"] == "pending" for o in outcomes):  # a chunk read; others are still missing
-        ctx.outcome = "chunk_done"
-        return Reply(202, {"Content-Type": "application/json"}, json.dumps(outcomes[0]).encode())
-    if any(o["status"] != "success" for o in outcomes):
+    # Nothing finished here: a chunk read while others are missing, or long documents sent on as jobs
+    # (their reply comes from the pod that completes them).
+    if all(o["status"] in ("pending", "accepted") for o in outcomes):
+        ctx.outcome = "chunk_done" if outcomes[0]["status"] == "pending" else "accepted"
+        data = outcomes[0] if len(outcomes) == 1 else {"status": "accepted", "documents": outcomes}
+        return Reply(202, {"Content-Type": "application/json"}, json.dumps(data).encode())
+    if any(o["status"] == "error" for o in outcomes):
         ctx.outcome = "failed"
     headers, body = reply(incoming, decision.items, outcomes, service.settings)
     headers["ce-traceparent"] = ctx.trace.traceparent
@@ -284,7 +292,7 @@ def reply(
 ) -> tuple[dict[str, str], bytes]:
     """The reply CloudEvent in binary mode: (headers, body). One document: its response or error;
     several (a notification with several records): all of them under `documents`."""
-    failed = any(o.get("status") != "success" for o in outcomes)
+    failed = any(o.get("status") == "error" for o in outcomes)
     if len(outcomes) == 1:
         data: dict[str, Any] = outcomes[0]
     else:

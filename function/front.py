@@ -38,6 +38,8 @@ from gunicorn import util
 from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from function.config import Settings, load_settings
+
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
@@ -51,6 +53,15 @@ class FrontLimits:
     body_idle_timeout: float = 30.0
     body_timeout: float = 300.0
     buffer_budget: int = 256 * MB
+
+    @classmethod
+    def of(cls, settings: Settings) -> FrontLimits:
+        return cls(
+            body_limit=settings.body_limit,
+            header_timeout=settings.header_timeout_sec,
+            body_idle_timeout=settings.body_idle_timeout_sec,
+            body_timeout=settings.body_timeout_sec,
+        )
 
 
 # Set by `configure` in the master before gunicorn forks the worker (see lifecycle.gunicorn_options).
@@ -147,7 +158,8 @@ class BufferingWorker(ThreadWorker):
         # The front answers `Expect: 100-continue` itself, when it waits for a body; gunicorn, which
         # parses the request only once its body is here, would send a second one.
         Request._policy_expect_continue = False
-        self.front = _limits or FrontLimits(body_limit=64 * MB)
+        # Unconfigured (the worker class named to gunicorn directly): the settings' own limits.
+        self.front = _limits or FrontLimits.of(load_settings())
         self.reading: dict[Any, PendingRequest] = {}
         self.lingering: dict[socket.socket, float] = {}  # closed sockets draining -> until when
         self.buffered = 0

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from function import checkpoints, fetch, results
 from function.errors import NotFound, OCRError, UpstreamFailed
 from function.options import Options
+from function.reading import Plan
 from function.service import Job, Result, Service
 from function.sources import Source
 from function.store import ResultStore
@@ -100,6 +101,23 @@ class Jobs:
         failed one, or one not heard of for twice the deadline, is."""
         plan = self.service.prepare(Job.start(source, options, request_id, 0))
         plan.pages.close()
+        return self._submit(plan, source, options, request_id)
+
+    def fan_out(self, source: Source, options: Options, request_id: str) -> Record | None:
+        """With a broker, a document of more than OCR_CHUNK_PAGES pages that an event names is not
+        read in that event's delivery (it would outlast any delivery timeout): it becomes a job whose
+        chunks the broker spreads over the pods. None: read it here (short, no broker, or done)."""
+        size = self.settings.chunk_pages
+        if not self.settings.k_sink or not size:
+            return None
+        plan = self.service.prepare(Job.start(source, options, request_id, 0))
+        plan.pages.close()
+        done = not options.force and results.read(self.store, plan.prefix, plan.source.sha256, False)
+        if len(plan.pages.selected) <= size or done:
+            return None
+        return self._submit(plan, source, options, request_id)
+
+    def _submit(self, plan: Plan, source: Source, options: Options, request_id: str) -> Record:
         ident = job_id(plan.prefix)
         known = self.read(ident)
         done = not options.force and results.read(self.store, plan.prefix, plan.source.sha256, False)
@@ -111,6 +129,8 @@ class Jobs:
             ident, plan.prefix, QUEUED, document, len(plan.pages.selected), options.fields(),
             source.input_type, request_id, stamp, stamp,
         )  # fmt: skip
+        if options.force:  # read again from the first page: the pages stored before are not this job's
+            checkpoints.clear(self.store, plan.prefix)
         self.store.put(record.source_key, source.data, "application/octet-stream")
         self._save(record)
         assert self.dispatch is not None
@@ -149,7 +169,7 @@ class Jobs:
         if record.state != RUNNING:
             self._save(replace(record, state=RUNNING, updated=results.now()))
         source = Source(data, record.document["filename"], record.input_type)
-        job = Job.start(source, options, request_id, budget)
+        job = replace(Job.start(source, options, request_id, budget), resume=True)
         try:
             result = self.service.run(job) if chunk is None else self.service.run_chunk(job, *chunk)
         except OCRError as exc:

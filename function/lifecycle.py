@@ -73,14 +73,7 @@ def serving_threads(settings: Settings, configured: str | None = None) -> int:
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """The gunicorn settings `python -m function serve` adds to functions-framework's own (and the
     front's limits, which the worker inherits through the fork)."""
-    front.configure(
-        front.FrontLimits(
-            body_limit=settings.body_limit,
-            header_timeout=settings.header_timeout_sec,
-            body_idle_timeout=settings.body_idle_timeout_sec,
-            body_timeout=settings.body_timeout_sec,
-        )
-    )
+    front.configure(front.FrontLimits.of(settings))
     return {
         "graceful_timeout": math.ceil(drain_seconds(settings)),  # gunicorn takes whole seconds
         "worker_class": f"{__name__}.{DrainingWorker.__name__}",

@@ -147,6 +147,20 @@ def _parameters() -> dict[str, Any]:
         "description": "Used as the request id if it is a token of 1-128 [A-Za-z0-9_.:-]; else a new one",
         "schema": string(pattern="^[A-Za-z0-9_.:-]{1,128}$"),
     }
+    params["Prefer"] = {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "description": "respond-async (RFC 7240): 202 at once with a job to poll at Location",
+        "schema": string(),
+    }
+    params["Job"] = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "description": "The job_id a 202 answer gave",
+        "schema": string(),
+    }
     params["Content-Disposition"] = {
         "name": "Content-Disposition",
         "in": "header",
@@ -200,6 +214,7 @@ def _ocr_operation(operation_id: str, path: str) -> dict[str, Any]:
             *({"$ref": f"#/components/parameters/{name}"} for name in OPTIONS),
             {"$ref": "#/components/parameters/filename"},
             {"$ref": "#/components/parameters/Content-Disposition"},
+            {"$ref": "#/components/parameters/Prefer"},
         ],
         requestBody={
             "required": True,
@@ -222,7 +237,24 @@ def _ocr_operation(operation_id: str, path: str) -> dict[str, Any]:
                     **ce_headers,
                 },
             ),
-            "202": response("An event acknowledged and skipped (no reply event)", ref("EventSkipped")),
+            "202": response(
+                "With Prefer: respond-async, the document's job (poll its Location); an event "
+                "acknowledged and skipped, a job's chunk read while others are missing, or (with a "
+                "broker) a long document an event names sent on as a job: no reply event",
+                {
+                    "oneOf": [
+                        ref("Job"),
+                        ref("EventSkipped"),
+                        ref("ChunkPending"),
+                        ref("JobAccepted"),
+                        ref("EventBatch"),
+                    ]
+                },
+                headers={
+                    "Location": {"schema": string(), "description": "/jobs/{job_id} (async requests)"},
+                    "Preference-Applied": {"schema": string(), "description": "respond-async"},
+                },
+            ),
             **errors(400, 401, 404, 413, 415, 422, 429, 502, 503, 504, 507),
         },
     )
@@ -280,6 +312,14 @@ def _paths() -> dict[str, Any]:
                     **errors(),
                 },
                 security=OPEN,
+            )
+        },
+        "/jobs/{job_id}": {
+            "get": operation(
+                "job",
+                "An async job's state, pages done of total, its result once completed",
+                {"200": response("The job", ref("Job")), **errors(401, 404)},
+                parameters=[{"$ref": "#/components/parameters/Job"}],
             )
         },
         "/metrics": {

@@ -96,6 +96,13 @@ OPTIONS: dict[str, Schema] = {
     ),
     "force": {**BOOLEAN, "default": False, "description": "Run OCR even if results for this content exist"},
     "visualize": {**BOOLEAN, "default": False, "description": "Also store a layout picture per page"},
+    "callback_url": string(
+        format="uri",
+        pattern="^https?://",
+        maxLength=2048,
+        description="With Prefer: respond-async, the job's final state is POSTed here (X-OCR-Signature: "
+        "sha256=HMAC of '<X-OCR-Timestamp>.<body>' when OCR_CALLBACK_SECRET is set)",
+    ),
 }
 DOCUMENT_FIELDS: dict[str, Schema] = {
     "image_base64": string(format="byte", description="The document, base64 (a data: URL prefix is allowed)"),
@@ -244,6 +251,34 @@ def schemas() -> dict[str, Schema]:
             },
             ["id", "order", "label", "bbox", "text", "score"],
         ),
+        # Async jobs (Prefer: respond-async, GET /jobs/{job_id}).
+        "Job": obj(
+            {
+                "request_id": string(),
+                "job_id": string(pattern="^[0-9a-f]{32}$"),
+                "state": enum("queued", "running", "completed", "failed"),
+                "pages": obj({"done": integer(0), "total": integer(1)}),
+                "document": obj(
+                    {"filename": string(), "media_type": string(), "sha256": string(), "pages": integer(1)}
+                ),
+                "created": string(format="date-time"),
+                "updated": string(format="date-time"),
+                "result": ref("OCRResult"),
+                "error": obj({"code": string(), "message": string()}),
+            },
+            ["job_id", "state", "pages", "document", "created", "updated"],
+        ),
+        "JobAccepted": obj(
+            {"status": enum("accepted"), "request_id": string(), "job_id": string(), "subject": string()}
+        ),
+        "ChunkPending": obj(
+            {
+                "status": enum("pending"),
+                "request_id": string(),
+                "job_id": string(),
+                "chunk": {"type": "array", "items": integer(1), "minItems": 2, "maxItems": 2},
+            }
+        ),
         # Events: what a storage notification or an ocr.document.requested event is answered with.
         "EventSkipped": obj({"status": enum("skipped"), "request_id": string(), "reason": string()}),
         "EventFailed": obj(
@@ -258,11 +293,11 @@ def schemas() -> dict[str, Schema]:
         ),
         "EventBatch": obj(
             {
-                "status": enum("success", "failed"),
+                "status": enum("success", "failed", "accepted"),
                 "documents": {
                     "type": "array",
                     "minItems": 2,
-                    "items": {"oneOf": [ref("OCRResult"), ref("EventFailed")]},
+                    "items": {"oneOf": [ref("OCRResult"), ref("EventFailed"), ref("JobAccepted")]},
                 },
             }
         ),

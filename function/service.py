@@ -37,6 +37,9 @@ class Job:
     deadline: float | None = None  # time.monotonic() by which the OCR must be done (OCR_DEADLINE_SEC)
     # Whether whoever asked has gone away (a closed connection): asked between pages.
     abandoned: Callable[[], bool] = lambda: False
+    # An async job's run (function/jobs.py): with `force`, the stored pages are still its own (the
+    # job cleared the older ones when it was accepted), so it goes on from them.
+    resume: bool = False
 
     @classmethod
     def start(
@@ -134,7 +137,7 @@ class Service:
                 return hit
             selected = plan.pages.selected
             wanted = selected if chunk is None else selected[chunk[0] - 1 : chunk[1]]
-            plan.pages.to_read = plan.missing(self.store, wanted, job.options.force and chunk is None)
+            plan.pages.to_read = plan.missing(self.store, wanted, job.options.force and not job.resume)
             if plan.pages.to_read:
                 with timings.stage("ocr"):
                     self._read(job, plan, len(wanted))

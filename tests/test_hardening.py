@@ -130,10 +130,12 @@ def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionSe
 
 def test_a_full_queue_answers_429_and_the_admitted_finish(busy_server: FunctionServer) -> None:
     slow = pdf(3, "Holder")
+    read = pages_read(busy_server)
     with ThreadPoolExecutor(2) as pool:
         holder = pool.submit(post_pdf, busy_server.url, slow, "holder.pdf")
-        wait_for(lambda: gauge(busy_server, "ocr_in_flight") == 1)
-        time.sleep(0.3)  # past open/lookup: the holder has the slot, the queue is empty
+        # The holder's first page read: it has the slot (on a loaded machine a fixed sleep was not
+        # enough — the waiter could take the slot while the holder was still opening its PDF).
+        wait_for(lambda: pages_read(busy_server) > read, 120)
         assert gauge(busy_server, "ocr_queued") == 0
         waiter = pool.submit(post_pdf, busy_server.url, pdf(1, "Waiter"), "waiter.pdf")
         wait_for(lambda: gauge(busy_server, "ocr_queued") == 1)

@@ -20,8 +20,10 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent, from_http
 
 from function.dispatch import chunks
+from tests.conftest import BUCKET, S3_KEYS, pages_read, s3_env
 from tests.fakes import AppServer, app_server
 from tests.pdfs import light_pdf
+from tests.test_events import aws_event
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -224,3 +226,53 @@ def test_chunks_cover_every_page_once() -> None:
 def deliver(srv: AppServer, event: CloudEvent) -> requests.Response:
     headers, body = to_binary(event)
     return requests.post(srv.url + "/", headers=headers, data=body, timeout=60)
+
+
+def test_a_long_document_named_by_a_storage_event_is_spread_as_chunks(
+    tmp_path: Path, receiver: Receiver, moto_endpoint: str, s3: Any
+) -> None:
+    """With a broker, a storage event's long document is not read in that delivery (it would outlast
+    the delivery's timeout): it becomes a job of chunk events, and the event is acknowledged (202)."""
+    secret = tmp_path / "secret"
+    secret.write_text(S3_KEYS["aws_secret_access_key"])
+    env = {**s3_env(moto_endpoint, secret), "K_SINK": receiver.url, "OCR_CHUNK_PAGES": "4"}
+    s3.put_object(Bucket=BUCKET, Key="inbox/long-event.pdf", Body=light_pdf(9))
+    s3.put_object(Bucket=BUCKET, Key="inbox/short-event.pdf", Body=light_pdf(3))
+    with app_server(env, tmp_path / "unused") as srv:
+        long_one = deliver(srv, aws_event("inbox/long-event.pdf"))
+        assert long_one.status_code == 202 and long_one.json()["status"] == "accepted", long_one.text
+        events = [from_http(h, b) for h, b in receiver.posts]
+        assert [e.data["chunk"] for e in events] == [[1, 4], [5, 8], [9, 9]]
+        replies = [deliver(srv, event) for event in events]
+        assert replies[-1].headers["ce-type"] == "ocr.document.completed"
+        assert replies[-1].json()["document"]["pages_processed"] == 9
+        short = deliver(srv, aws_event("inbox/short-event.pdf"))  # read in the delivery, as before
+        assert short.status_code == 200 and short.headers["ce-type"] == "ocr.document.completed"
+        assert len(receiver.posts) == 3
+
+
+def test_a_forced_job_reads_every_page_again_once(tmp_path: Path) -> None:
+    """`force` on a job: the pages stored before are not reused, and the job's own are (a redelivery
+    of a forced chunk does not read its pages a second time)."""
+    with app_server({}, tmp_path / "out") as srv:
+        before = pages_read(srv)  # the counters are this test process's, shared by in-process apps
+        wait_done(srv, submit(srv, light_pdf(4)).headers["Location"])
+        assert pages_read(srv) == before + 4
+        forced = submit(srv, light_pdf(4), force="true")
+        assert forced.status_code == 202, forced.text
+        deadline = time.monotonic() + 30
+        while pages_read(srv) < before + 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert pages_read(srv) == before + 8
+
+
+def test_a_forced_chunk_delivered_twice_reads_its_pages_once(tmp_path: Path, receiver: Receiver) -> None:
+    with app_server({"K_SINK": receiver.url, "OCR_CHUNK_PAGES": "2"}, tmp_path / "out") as srv:
+        before = pages_read(srv)
+        submit(srv, light_pdf(4), force="true")
+        first, second = [from_http(h, b) for h, b in receiver.posts]
+        assert deliver(srv, first).status_code == 202 and deliver(srv, first).status_code == 202
+        assert pages_read(srv) == before + 2
+        assert deliver(srv, second).headers["ce-type"] == "ocr.document.completed"
+        assert pages_read(srv) == before + 4

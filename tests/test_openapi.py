@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from typing import Any
 
 import jsonschema
@@ -341,3 +342,21 @@ def test_inputs_that_were_500s_are_4xx(app: AppServer, kwargs: dict[str, Any], s
     assert resp.status_code == status, resp.text
     if status >= 400:
         jsonschema.Draft4Validator(error_schema(status)).validate(resp.json())
+
+
+def test_async_answers_keep_the_contract(api: Any, app: AppServer) -> None:
+    """`Prefer: respond-async`: the 202 job, then `GET /jobs/{job_id}` until completed, each fitting
+    the Job schema."""
+    body = {"image_base64": base64.b64encode(PNG).decode(), "filename": "async.png"}
+    accepted = call(api, app, "/ocr", "application/json", body, headers={"Prefer": "respond-async"})
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()["job_id"]
+    assert header(accepted, "Location") == f"/jobs/{job}"
+    for _ in range(200):
+        case = api["/jobs/{job_id}"]["GET"].Case(path_parameters={"job_id": job})
+        status = case.call(base_url=app.url, timeout=30)
+        case.validate_response(status, checks=CHECKS)
+        if status.json()["state"] == "completed":
+            break
+        time.sleep(0.05)
+    assert status.json()["result"]["document"]["pages_processed"] == 1
