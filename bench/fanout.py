@@ -109,11 +109,14 @@ def processes(
     count: int, env: dict[str, str], workdir: Path, broker: Broker | None
 ) -> Iterator[list[FunctionServer]]:
     """`count` ready function processes sharing `env`'s store; with a broker, each has K_SINK and is
-    a subscriber of it."""
+    a subscriber of it. Each runs in a session of its own: Linux's autogroup scheduling shares the
+    CPU between sessions, so on a busy machine processes of one session would split one share, where
+    pods on their own nodes do not."""
     sink = {"K_SINK": broker.url} if broker else {}
     with ExitStack() as stack:
         servers = [
-            FunctionServer({**env, **sink}, workdir / f"function-{i}.log").start() for i in range(count)
+            FunctionServer({**env, **sink}, workdir / f"function-{i}.log", own_session=True).start()
+            for i in range(count)
         ]
         for srv in servers:
             stack.callback(srv.stop)

@@ -25,13 +25,22 @@ class FunctionServer:
     """Starts `functions-framework --source handler.py --target handle` as the README does."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, *, serve: bool = False, fake: bool = False
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        serve: bool = False,
+        fake: bool = False,
+        own_session: bool = False,
     ) -> None:
         """`serve=True` runs `python -m function serve` instead (the app under gunicorn with the
         drain settings of function/lifecycle.py); `fake=True` runs that with the FAKE engine
-        (tests/fake_serve.py: `OCR_ENGINE=fake`)."""
+        (tests/fake_serve.py: `OCR_ENGINE=fake`). `own_session=True` starts it in a session of its
+        own: with the kernel's autogroup scheduling a session shares the CPU with other sessions as
+        one, so processes that stand for separate pods (bench/fanout.py) each get a share."""
         self.serve = serve or fake
         self.fake = fake
+        self.own_session = own_session
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -51,7 +60,12 @@ class FunctionServer:
         self.started_at = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [*cmd, "--port", str(self.port)], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [*cmd, "--port", str(self.port)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
             )
         return self
 
