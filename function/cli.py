@@ -264,14 +264,11 @@ def _invoke_file(args: argparse.Namespace, name: str, fields: dict[str, str]) ->
         body = _answer(resp, 202 if args.use_async else 200)
         if not args.use_async:
             return body
-        result = _wait_for_job(base + resp.headers["Location"], Path(name).name, body, deadline)
+        location = base + resp.headers["Location"] + ("?return_content=true" if args.return_content else "")
+        result = _wait_for_job(location, Path(name).name, body, deadline)
         # A job's result is read back from the store, so it always says `cached`; it was cached for
         # this caller only if the job was complete when sent.
         result["cached"] = body["state"] == "completed"
-        if args.return_content:  # a job's result names the Markdown; it does not carry it
-            markdown = requests.get(result["results"]["markdown"]["url"], timeout=args.timeout)
-            markdown.raise_for_status()
-            result["content"] = {"markdown": markdown.text}
         return result
     except (OSError, ValueError, KeyError, requests.RequestException) as exc:
         raise InvokeFailed(str(exc)) from exc
@@ -285,16 +282,19 @@ def _answer(resp: Any, expected: int) -> dict[str, Any]:
     return body
 
 
-def _wait_for_job(location: str, name: str, status: dict[str, Any], deadline: float) -> dict[str, Any]:
+def _wait_for_job(location: str, name: str, accepted: dict[str, Any], deadline: float) -> dict[str, Any]:
     """Poll the job at `location` until it completes (its result) or fails, with a bar of its pages
     done on stderr; give up at `deadline` (the job goes on: its status stays at `location`)."""
     import requests
     from tqdm import tqdm
 
-    total = status["pages"]["total"]
+    pages = accepted["pages"]
     # miniters/mininterval: every poll's count is shown (the polls are already POLL_SEC apart).
-    with tqdm(total=total, desc=name, unit="page", file=sys.stderr, miniters=1, mininterval=0) as bar:
+    bar = tqdm(total=pages["total"], initial=pages["done"], desc=name, unit="page", file=sys.stderr,
+               miniters=1, mininterval=0)  # fmt: skip
+    with bar:
         while True:
+            status = _answer(requests.get(location, timeout=max(deadline - time.monotonic(), 1)), 200)
             bar.update(status["pages"]["done"] - bar.n)
             if status["state"] == "completed":
                 return dict(status["result"])
@@ -304,7 +304,6 @@ def _wait_for_job(location: str, name: str, status: dict[str, Any], deadline: fl
             if time.monotonic() + POLL_SEC > deadline:
                 raise InvokeFailed(f"job {status['job_id']} not done in time; its status: {location}")
             time.sleep(POLL_SEC)
-            status = _answer(requests.get(location, timeout=max(deadline - time.monotonic(), 1)), 200)
 
 
 def _print_results(name: str, body: dict[str, Any]) -> None:
