@@ -7,8 +7,6 @@ import json
 import math
 import subprocess
 import sys
-import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,9 @@ import requests
 from PIL import Image
 
 from function import cli as cli_module
-from function.document import Document
-from function.errors import Undecodable
-from function.model import PageImage
-from function.options import Options
 from function.visualize import PICTURE_PIXELS
 from tests.conftest import BUCKET
-from tests.fakes import AppServer, FakeEngine, app_server
+from tests.fakes import AppServer, GatedEngine, app_server
 from tests.pdfs import light_pdf
 from tests.server import ROOT, FunctionServer
 from tests.synthetic import make_pdf, page_with_text
@@ -166,25 +160,6 @@ def encoded_png(name: str) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (40, 20), "white").save(buf, "PNG")
     return buf.getvalue()
-
-
-class GatedEngine(FakeEngine):
-    """The FAKE engine (tests/fakes.py) that reads pages up to `stop_after`, then waits until `gate`
-    is set before the others: a job part-way done for as long as a test needs. With `broken` it
-    fails on the page after `stop_after` instead."""
-
-    def __init__(self, stop_after: int, broken: bool = False) -> None:
-        super().__init__(["en"])
-        self.stop_after, self.broken = stop_after, broken
-        self.gate = threading.Event()
-
-    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
-        pages = list(pages)
-        if pages[0].index >= self.stop_after:
-            if self.broken:
-                raise Undecodable(f"page {pages[0].index + 1} cannot be read (a FAKE failure)")
-            assert self.gate.wait(60), "the test never opened the gate"
-        return super().predict(pages, options)
 
 
 def invoke_async(
