@@ -209,9 +209,10 @@ class Jobs:
     def _save(self, record: Record) -> None:
         self.store.put(record.key, json.dumps(asdict(record)).encode(), "application/json")
 
-    def status(self, record: Record, base_url: str) -> dict[str, Any]:
-        """The job as `GET /jobs/<id>` shows it: completed once its result's manifest exists."""
-        found = self.service.stored(record.prefix, record.document["sha256"], False)
+    def status(self, record: Record, base_url: str, with_content: bool = False) -> dict[str, Any]:
+        """The job as `GET /jobs/<id>` shows it: completed once its result's manifest exists (its
+        `result` with the content when `with_content`)."""
+        found = self.service.stored(record.prefix, record.document["sha256"], with_content)
         state = COMPLETED if found is not None else record.state
         if state == COMPLETED and found is None:
             state = RUNNING  # the record says done, but the result is gone: it is being read again

@@ -276,3 +276,24 @@ def test_a_forced_chunk_delivered_twice_reads_its_pages_once(tmp_path: Path, rec
         assert pages_read(srv) == before + 2
         assert deliver(srv, second).headers["ce-type"] == "ocr.document.completed"
         assert pages_read(srv) == before + 4
+
+
+def test_a_completed_jobs_result_carries_the_content_when_asked(tmp_path: Path) -> None:
+    """`GET /jobs/<id>?return_content=true`: the result as a synchronous answer with that option."""
+    document = light_pdf(3)
+    with app_server({}, tmp_path / "out") as srv:
+        location = submit(srv, document).headers["Location"]
+        assert "content" not in wait_done(srv, location)["result"]
+        with_content = requests.get(srv.url + location + "?return_content=true", timeout=10).json()
+        sync = requests.post(
+            srv.url + "/ocr",
+            files={"file": ("long.pdf", document)},
+            data={"return_content": "true"},
+            timeout=60,
+        ).json()
+        assert (
+            with_content["result"]["content"] == sync["content"]
+            and "fake page 3" in sync["content"]["markdown"]
+        )
+        bad = requests.get(srv.url + location + "?return_content=maybe", timeout=10)
+        assert bad.status_code == 400 and "return_content" in bad.json()["error"]["message"], bad.text
