@@ -94,7 +94,7 @@ def test_respond_async_accepts_at_once_and_the_job_completes(tmp_path: Path) -> 
         assert body["pages"]["total"] == 12 and body["state"] in ("queued", "running", "completed")
         done = wait_done(srv, resp.headers["Location"])
         assert done["state"] == "completed" and done["pages"] == {"done": 12, "total": 12}
-        assert done["result"]["document"]["pages_processed"] == 12
+        assert done["result"]["document"]["pages_processed"] == 12 and done["result"]["cached"] is False
         again = submit(srv, document)  # the same document: the same job, already done
         assert again.json()["job_id"] == body["job_id"] and again.json()["state"] == "completed"
         markdown = stored(srv, done["result"], "markdown")
@@ -178,6 +178,16 @@ def test_with_a_broker_a_long_document_is_sent_as_chunk_events(tmp_path: Path, r
         assert status["state"] == "completed" and status["pages"]["done"] == 12
         again = deliver(srv, events[0])  # a redelivered chunk costs nothing and says the same
         assert again.status_code == 200 and again.headers["ce-id"] == job
+
+
+def test_a_document_read_before_is_a_completed_job_at_once(tmp_path: Path, receiver: Receiver) -> None:
+    with app_server({"K_SINK": receiver.url}, tmp_path / "out") as srv:
+        document = light_pdf(2, "Before")
+        assert requests.post(srv.url + "/ocr", files={"file": ("b.pdf", document)}, timeout=60).ok
+        resp = submit(srv, document, "b.pdf")
+        assert resp.status_code == 202 and resp.json()["state"] == "completed", resp.text
+        assert resp.json()["result"]["cached"] is True
+        assert receiver.posts == []  # nothing sent to the broker
 
 
 def test_a_short_document_is_one_request_event(tmp_path: Path, receiver: Receiver) -> None:
