@@ -40,7 +40,9 @@ class App:
 
     def wsgi(self) -> flask.Flask:
         """A WSGI app that sends every request to `dispatch`, as functions-framework does."""
-        wsgi = flask.Flask(__name__)
+        # No static route: Flask's default would serve function/static/ at /static/<file>, shadowing
+        # the try-it page's own routes (function/trypage.py), as functions-framework's app does not.
+        wsgi = flask.Flask(__name__, static_folder=None)
         methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
         @wsgi.route("/", defaults={"path": ""}, methods=methods)

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import quote_plus, unquote
 
 ROOT = Path(__file__).resolve().parent.parent
+POLL_SEC = 0.5  # how often `invoke --async` asks for its job's status
 DESCRIPTION = """\
 OCR documents: run the function, OCR files locally, or call a deployed function.
 
@@ -23,6 +25,7 @@ examples:
   python -m function serve --port 8080
   python -m function ocr scan.png report.pdf -o out/ --visualize
   python -m function invoke http://localhost:8080 scan.png
+  python -m function invoke http://localhost:8080 long.pdf --async
   python -m function event http://localhost:8080 --bucket inbox --key scans/a.png
 """
 
@@ -87,6 +90,13 @@ def _invoke_parser(commands: Any) -> None:
     p.add_argument("--lang", help="language hint, e.g. 'en'")
     p.add_argument("--visualize", action="store_true", help="also produce layout pictures (URLs printed)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait per file (default: 300)")
+    p.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="send each file as a job (Prefer: respond-async) and show its pages done until it completes; "
+        "for long PDFs",
+    )
     p.set_defaults(run=invoke)
 
 
@@ -219,33 +229,81 @@ def _relinked(as_json: dict[str, Any], moved: dict[str, str]) -> dict[str, Any]:
 # --- invoke ------------------------------------------------------------------------------------------
 
 
-def invoke(args: argparse.Namespace) -> int:
-    import requests
+class InvokeFailed(Exception):
+    """A file `invoke` could not get a result for; the message says why."""
 
+
+def invoke(args: argparse.Namespace) -> int:
     fields = {"return_content": str(args.return_content).lower(), "visualize": str(args.visualize).lower()}
     fields.update({k: v for k, v in (("pages", args.pages), ("lang", args.lang)) if v})
     failed = 0
     for name in args.files:
         try:
-            with open(name, "rb") as f:
-                resp = requests.post(
-                    args.url.rstrip("/") + "/ocr", files={"file": (Path(name).name, f)}, data=fields,
-                    timeout=args.timeout,
-                )  # fmt: skip
-            body = resp.json()
-        except (OSError, ValueError, requests.RequestException) as exc:
+            body = _invoke_file(args, name, fields)
+        except InvokeFailed as exc:
             failed += 1
             print(f"{name}: {exc}", file=sys.stderr)
             continue
-        if resp.status_code != 200:
-            failed += 1
-            print(
-                f"{name}: HTTP {resp.status_code}: {body.get('error', {}).get('message', resp.text)}",
-                file=sys.stderr,
-            )
-            continue
         _print_results(name, body)
     return 1 if failed else 0
+
+
+def _invoke_file(args: argparse.Namespace, name: str, fields: dict[str, str]) -> dict[str, Any]:
+    """The synchronous answer for one file; with --async, the completed job's result."""
+    import requests
+
+    base = args.url.rstrip("/")
+    deadline = time.monotonic() + args.timeout
+    headers = {"Prefer": "respond-async"} if args.use_async else {}
+    try:
+        with open(name, "rb") as f:
+            resp = requests.post(
+                base + "/ocr", files={"file": (Path(name).name, f)}, data=fields, headers=headers,
+                timeout=args.timeout,
+            )  # fmt: skip
+        body = _answer(resp, 202 if args.use_async else 200)
+        if not args.use_async:
+            return body
+        location = base + resp.headers["Location"] + ("?return_content=true" if args.return_content else "")
+        result = _wait_for_job(location, Path(name).name, body, deadline)
+        # A job's result is read back from the store, so it always says `cached`; it was cached for
+        # this caller only if the job was complete when sent.
+        result["cached"] = body["state"] == "completed"
+        return result
+    except (OSError, ValueError, KeyError, requests.RequestException) as exc:
+        raise InvokeFailed(str(exc)) from exc
+
+
+def _answer(resp: Any, expected: int) -> dict[str, Any]:
+    """The response's JSON body when its status is `expected`; otherwise the error it gave."""
+    body: dict[str, Any] = resp.json()
+    if resp.status_code != expected:
+        raise InvokeFailed(f"HTTP {resp.status_code}: {body.get('error', {}).get('message', resp.text)}")
+    return body
+
+
+def _wait_for_job(location: str, name: str, accepted: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Poll the job at `location` until it completes (its result) or fails, with a bar of its pages
+    done on stderr; give up at `deadline` (the job goes on: its status stays at `location`)."""
+    import requests
+    from tqdm import tqdm
+
+    pages = accepted["pages"]
+    # miniters/mininterval: every poll's count is shown (the polls are already POLL_SEC apart).
+    bar = tqdm(total=pages["total"], initial=pages["done"], desc=name, unit="page", file=sys.stderr,
+               miniters=1, mininterval=0)  # fmt: skip
+    with bar:
+        while True:
+            status = _answer(requests.get(location, timeout=max(deadline - time.monotonic(), 1)), 200)
+            bar.update(status["pages"]["done"] - bar.n)
+            if status["state"] == "completed":
+                return dict(status["result"])
+            if status["state"] == "failed":
+                reason = (status.get("error") or {}).get("message", "no reason given")
+                raise InvokeFailed(f"job {status['job_id']} failed: {reason}")
+            if time.monotonic() + POLL_SEC > deadline:
+                raise InvokeFailed(f"job {status['job_id']} not done in time; its status: {location}")
+            time.sleep(POLL_SEC)
 
 
 def _print_results(name: str, body: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from function.intake import NO_DOCUMENT, Intake
 from function.jobs import Jobs, is_job_id
 from function.lifecycle import Recycler
 from function.ops import Ops
-from function.options import Options
+from function.options import Options, parse_bool
 from function.responses import answer, error_body
 from function.sources import Source
 
@@ -158,7 +158,10 @@ class HttpTransport:
         record = self.jobs.read(job) if is_job_id(job) else None
         if record is None:
             raise NotFound(f"no job {clip(job)!r}: its id is the `job_id` a 202 answer gave")
-        return flask.jsonify(self.jobs.status(record, self._base_url(request)))
+        # `?return_content=true`: a completed job's result carries the Markdown and JSON, as the
+        # synchronous answer does with that option (the try-it page shows them from there).
+        with_content = parse_bool("return_content", request.args.get("return_content", ""))
+        return flask.jsonify(self.jobs.status(record, self._base_url(request), with_content))
 
     def _base_url(self, request: flask.Request) -> str:
         """This function's address for local result URLs: OCR_PUBLIC_BASE_URL, else the request's own

@@ -60,6 +60,7 @@ class Record:
     created: str
     updated: str
     error: dict[str, str] | None = None
+    cached: bool = False  # complete when it was asked for: its result was read before, not by it
 
     @property
     def key(self) -> str:
@@ -126,9 +127,12 @@ class Jobs:
         stamp = results.now()
         document = {**asdict(plan.source)}
         record = Record(
-            ident, plan.prefix, QUEUED, document, len(plan.pages.selected), options.fields(),
-            source.input_type, request_id, stamp, stamp,
+            ident, plan.prefix, COMPLETED if done else QUEUED, document, len(plan.pages.selected),
+            options.fields(), source.input_type, request_id, stamp, stamp, cached=bool(done),
         )  # fmt: skip
+        if done:  # read before (synchronously, say): a job that is complete from the start
+            self._save(record)
+            return record
         if options.force:  # read again from the first page: the pages stored before are not this job's
             checkpoints.clear(self.store, plan.prefix)
         self.store.put(record.source_key, source.data, "application/octet-stream")
@@ -209,9 +213,10 @@ class Jobs:
     def _save(self, record: Record) -> None:
         self.store.put(record.key, json.dumps(asdict(record)).encode(), "application/json")
 
-    def status(self, record: Record, base_url: str) -> dict[str, Any]:
-        """The job as `GET /jobs/<id>` shows it: completed once its result's manifest exists."""
-        found = self.service.stored(record.prefix, record.document["sha256"], False)
+    def status(self, record: Record, base_url: str, with_content: bool = False) -> dict[str, Any]:
+        """The job as `GET /jobs/<id>` shows it: completed once its result's manifest exists (its
+        `result` with the content when `with_content`)."""
+        found = self.service.stored(record.prefix, record.document["sha256"], with_content)
         state = COMPLETED if found is not None else record.state
         if state == COMPLETED and found is None:
             state = RUNNING  # the record says done, but the result is gone: it is being read again
@@ -225,7 +230,8 @@ class Jobs:
             "updated": record.updated,
         }
         if found is not None:
-            out["result"] = self.answer(found, record.request_id, record.input_type, self.store, base_url)
+            answer = self.answer(found, record.request_id, record.input_type, self.store, base_url)
+            out["result"] = answer | {"cached": record.cached}  # read back from the store either way
         elif state == FAILED and record.error:
             out["error"] = record.error
         return out

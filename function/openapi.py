@@ -317,9 +317,13 @@ def _paths() -> dict[str, Any]:
         "/jobs/{job_id}": {
             "get": operation(
                 "job",
-                "An async job's state, pages done of total, its result once completed",
-                {"200": response("The job", ref("Job")), **errors(401, 404)},
-                parameters=[{"$ref": "#/components/parameters/Job"}],
+                "An async job's state, pages done of total, its result once completed (with the "
+                "Markdown and JSON in it with `return_content`)",
+                {"200": response("The job", ref("Job")), **errors(400, 401, 404)},
+                parameters=[
+                    {"$ref": "#/components/parameters/Job"},
+                    {"$ref": "#/components/parameters/return_content"},
+                ],
             )
         },
         "/metrics": {

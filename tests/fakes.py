@@ -18,6 +18,7 @@ from function.app import App, create_app
 from function.config import Settings, load_settings
 from function.document import Block, Document, Page, TextLine
 from function.engines.base import Engine
+from function.errors import Undecodable
 from function.model import PageImage
 from function.options import Options
 
@@ -116,3 +117,22 @@ class ServedFakeEngine(FakeEngine):
         document = super().predict(pages, options)
         time.sleep(self.page_sec * len(document.pages))
         return document
+
+
+class GatedEngine(FakeEngine):
+    """FakeEngine (FAKE: it recognises nothing) reading the pages before `stop_after` (0-based) at
+    once, then waiting until `gate` is set: a job part-way done for as long as a test needs, whatever
+    the timing. With `broken` the page at `stop_after` fails instead."""
+
+    def __init__(self, stop_after: int, broken: bool = False) -> None:
+        super().__init__(["en"])
+        self.stop_after, self.broken = stop_after, broken
+        self.gate = threading.Event()
+
+    def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
+        pages = list(pages)
+        if pages[0].index >= self.stop_after:
+            if self.broken:
+                raise Undecodable(f"page {pages[0].index + 1} cannot be read (a FAKE failure)")
+            assert self.gate.wait(60), "the test never opened the gate"
+        return super().predict(pages, options)

@@ -8,13 +8,17 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from PIL import Image
 
+from function import cli as cli_module
 from function.visualize import PICTURE_PIXELS
 from tests.conftest import BUCKET
+from tests.fakes import AppServer, GatedEngine, app_server
+from tests.pdfs import light_pdf
 from tests.server import ROOT, FunctionServer
 from tests.synthetic import make_pdf, page_with_text
 from tests.test_http_inputs import text_image
@@ -156,3 +160,56 @@ def encoded_png(name: str) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (40, 20), "white").save(buf, "PNG")
     return buf.getvalue()
+
+
+def invoke_async(
+    srv: AppServer, upload: Path, engine: GatedEngine, monkeypatch: pytest.MonkeyPatch, *extra: str
+) -> int:
+    """`invoke --async` in this process; the engine's gate opens once the CLI has shown the pages
+    read before it (so the bar's count part-way is what the test sees, whatever the timing)."""
+    real = cli_module._answer
+
+    def answer(resp: Any, expected: int) -> dict[str, Any]:
+        body = real(resp, expected)
+        if body.get("pages", {}).get("done") == engine.stop_after:
+            engine.gate.set()
+        return body
+
+    monkeypatch.setattr(cli_module, "_answer", answer)
+    return cli_module.main(["invoke", srv.url, str(upload), "--async", "--timeout", "60", *extra])
+
+
+def test_invoke_async_shows_the_pages_done_then_the_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process against the FAKE engine: what is tested is the job's progress, not recognition."""
+    upload = tmp_path / "long.pdf"
+    upload.write_bytes(light_pdf(6))
+    engine = GatedEngine(stop_after=3)
+    with app_server({}, tmp_path / "out", engine) as srv:
+        code = invoke_async(srv, upload, engine, monkeypatch, "--return-content")
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        for shown in ("long.pdf:  50%|", "| 3/6 [", "long.pdf: 100%|", "| 6/6 ["):
+            assert shown in err, err
+        urls = dict(line.strip().split(": ", 1) for line in out.splitlines() if ": http" in line)
+        assert set(urls) == {"markdown", "json", "manifest"} and "(cached)" not in out, out
+        markdown = requests.get(urls["markdown"], timeout=10).text
+        assert markdown.count("fake page") == 6 and out.rstrip().endswith(markdown.rstrip()), out
+        # Sent again: the job is complete at once, and says so; its Markdown is printed all the same.
+        assert cli_module.main(["invoke", srv.url, str(upload), "--async", "--return-content"]) == 0
+        again = capsys.readouterr().out
+        assert again.startswith(f"{upload}: (cached)") and again.rstrip().endswith(markdown.rstrip()), again
+
+
+def test_invoke_async_prints_a_failed_jobs_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload = tmp_path / "broken.pdf"
+    upload.write_bytes(light_pdf(4))
+    engine = GatedEngine(stop_after=2, broken=True)
+    with app_server({}, tmp_path / "out", engine) as srv:
+        code = invoke_async(srv, upload, engine, monkeypatch)
+    out, err = capsys.readouterr()
+    assert code == 1 and not out
+    assert "broken.pdf: job " in err and "failed: page 3 cannot be read (a FAKE failure)" in err, err

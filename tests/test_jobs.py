@@ -94,7 +94,7 @@ def test_respond_async_accepts_at_once_and_the_job_completes(tmp_path: Path) -> 
         assert body["pages"]["total"] == 12 and body["state"] in ("queued", "running", "completed")
         done = wait_done(srv, resp.headers["Location"])
         assert done["state"] == "completed" and done["pages"] == {"done": 12, "total": 12}
-        assert done["result"]["document"]["pages_processed"] == 12
+        assert done["result"]["document"]["pages_processed"] == 12 and done["result"]["cached"] is False
         again = submit(srv, document)  # the same document: the same job, already done
         assert again.json()["job_id"] == body["job_id"] and again.json()["state"] == "completed"
         markdown = stored(srv, done["result"], "markdown")
@@ -178,6 +178,16 @@ def test_with_a_broker_a_long_document_is_sent_as_chunk_events(tmp_path: Path, r
         assert status["state"] == "completed" and status["pages"]["done"] == 12
         again = deliver(srv, events[0])  # a redelivered chunk costs nothing and says the same
         assert again.status_code == 200 and again.headers["ce-id"] == job
+
+
+def test_a_document_read_before_is_a_completed_job_at_once(tmp_path: Path, receiver: Receiver) -> None:
+    with app_server({"K_SINK": receiver.url}, tmp_path / "out") as srv:
+        document = light_pdf(2, "Before")
+        assert requests.post(srv.url + "/ocr", files={"file": ("b.pdf", document)}, timeout=60).ok
+        resp = submit(srv, document, "b.pdf")
+        assert resp.status_code == 202 and resp.json()["state"] == "completed", resp.text
+        assert resp.json()["result"]["cached"] is True
+        assert receiver.posts == []  # nothing sent to the broker
 
 
 def test_a_short_document_is_one_request_event(tmp_path: Path, receiver: Receiver) -> None:
@@ -276,3 +286,24 @@ def test_a_forced_chunk_delivered_twice_reads_its_pages_once(tmp_path: Path, rec
         assert pages_read(srv) == before + 2
         assert deliver(srv, second).headers["ce-type"] == "ocr.document.completed"
         assert pages_read(srv) == before + 4
+
+
+def test_a_completed_jobs_result_carries_the_content_when_asked(tmp_path: Path) -> None:
+    """`GET /jobs/<id>?return_content=true`: the result as a synchronous answer with that option."""
+    document = light_pdf(3)
+    with app_server({}, tmp_path / "out") as srv:
+        location = submit(srv, document).headers["Location"]
+        assert "content" not in wait_done(srv, location)["result"]
+        with_content = requests.get(srv.url + location + "?return_content=true", timeout=10).json()
+        sync = requests.post(
+            srv.url + "/ocr",
+            files={"file": ("long.pdf", document)},
+            data={"return_content": "true"},
+            timeout=60,
+        ).json()
+        assert (
+            with_content["result"]["content"] == sync["content"]
+            and "fake page 3" in sync["content"]["markdown"]
+        )
+        bad = requests.get(srv.url + location + "?return_content=maybe", timeout=10)
+        assert bad.status_code == 400 and "return_content" in bad.json()["error"]["message"], bad.text

@@ -360,3 +360,9 @@ def test_async_answers_keep_the_contract(api: Any, app: AppServer) -> None:
             break
         time.sleep(0.05)
     assert status.json()["result"]["document"]["pages_processed"] == 1
+    case = api["/jobs/{job_id}"]["GET"].Case(
+        path_parameters={"job_id": job}, query={"return_content": "true"}
+    )
+    with_content = case.call(base_url=app.url, timeout=30)
+    case.validate_response(with_content, checks=CHECKS)
+    assert with_content.json()["result"]["content"]["markdown"], with_content.text

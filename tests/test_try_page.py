@@ -22,6 +22,8 @@ from PIL import Image
 
 from function.visualize import PICTURE_PIXELS
 from tests import devset
+from tests.fakes import AppServer, GatedEngine, app_server
+from tests.pdfs import light_pdf
 from tests.server import ROOT, FunctionServer
 from tests.synthetic import english_page
 
@@ -69,7 +71,7 @@ def test_the_page_can_be_turned_off(tmp_path: Path) -> None:
 
 
 @contextmanager
-def browser_page(server: FunctionServer) -> Iterator[Any]:
+def browser_page(server: FunctionServer | AppServer) -> Iterator[Any]:
     """A Chromium tab on the try-it page; on leaving, no script error and no request off the server."""
     if not shutil.which(CHROMIUM):
         pytest.fail("Chromium is missing: run scripts/system-deps.sh (Debian package chromium)")
@@ -98,6 +100,11 @@ def recognise(page: Any, upload: Path, shot: str) -> dict[str, Any]:
     save a full-page screenshot, and return what is shown."""
     page.set_input_files("#file", str(upload))
     page.click("#run")
+    return shown_result(page, shot)
+
+
+def shown_result(page: Any, shot: str) -> dict[str, Any]:
+    """Wait for the result of the upload under way, screenshot it, and return what is shown."""
     page.wait_for_function(
         "document.querySelector('#status').textContent.includes('page(s) in')"
         " || document.querySelector('#status').className === 'error'",
@@ -208,3 +215,44 @@ def test_with_api_keys_the_page_asks_for_one_and_sends_it(tmp_path: Path) -> Non
     # The layout picture and the result files are behind the key too: the page fetched them with it.
     assert shown["pages"][0]["width"] == letter.image.width
     assert shown["headings"]
+
+
+def test_a_long_pdf_shows_its_pages_done_while_it_is_read(tmp_path: Path) -> None:
+    """A PDF goes as a job; the page shows its pages done of the total, then the result. In process
+    with the gated FAKE engine (tests/fakes.py): what is tested is the progress shown, whatever the
+    timing — the engine waits after three pages until the page has shown them."""
+    upload = tmp_path / "long.pdf"
+    upload.write_bytes(light_pdf(6))
+    engine = GatedEngine(stop_after=3)
+    with app_server({}, tmp_path / "out", engine) as srv, browser_page(srv) as page:
+        page.set_input_files("#file", str(upload))
+        page.click("#run")
+        page.wait_for_function(
+            "/^Recognising long\\.pdf… 3 of 6 pages done · \\d+ s$/"
+            ".test(document.querySelector('#status').textContent)",
+            timeout=60_000,
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "try-page-job-progress.png"))
+        engine.gate.set()
+        shown = shown_result(page, "try-page-job-done.png")
+        status = page.inner_text("#status")
+    assert status.startswith("6 page(s) in ") and "cached" not in status, status
+    assert [p["caption"] for p in shown["pages"]] == [f"page {n}" for n in range(1, 7)]
+    assert all(f"fake page {n} " in shown["text"] for n in range(1, 7)), shown["text"]
+    assert shown["links"] == ["download markdown", "download json", "download manifest"]
+
+
+def test_a_failed_job_shows_its_error(tmp_path: Path) -> None:
+    """In process with the FAKE engine failing on the third page (tests/fakes.py)."""
+    upload = tmp_path / "broken.pdf"
+    upload.write_bytes(light_pdf(4))
+    with (
+        app_server({}, tmp_path / "out", GatedEngine(stop_after=2, broken=True)) as srv,
+        browser_page(srv) as page,
+    ):
+        page.set_input_files("#file", str(upload))
+        page.click("#run")
+        page.wait_for_function("document.querySelector('#status').className === 'error'", timeout=60_000)
+        assert page.inner_text("#status") == "job failed: page 3 cannot be read (a FAKE failure)"
+        assert not page.is_visible("#result")
