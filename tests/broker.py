@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Self
 
 import requests
 from cloudevents.conversion import to_binary
@@ -30,7 +31,7 @@ from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 from werkzeug.wrappers import Request, Response
 
-from tests.local_http import LocalServer, json_response
+from tests.local_http import LocalServer, Running, json_response
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def retryable(status: int | None) -> bool:
     return status is None or status in (404, 409, 429) or status >= 500
 
 
-class Broker:
+class Broker(Running):
     def __init__(
         self,
         subscribers: Iterable[str] = (),
@@ -85,7 +86,7 @@ class Broker:
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> Broker:
+    def start(self) -> Self:
         self._server.start()
         for url in self._initial:
             self.subscribe(url)
@@ -105,12 +106,6 @@ class Broker:
         self._server.stop()
         for thread in self._dispatchers:
             thread.join(timeout=5)
-
-    def __enter__(self) -> Broker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- what tests read -----------------------------------------------------------------------------
 

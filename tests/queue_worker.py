@@ -29,11 +29,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Self
 
 import requests
 from werkzeug.wrappers import Request, Response
 
-from tests.local_http import LocalServer, json_response
+from tests.local_http import LocalServer, Running, json_response
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Invocation:
     error: str = ""
 
 
-class QueueWorker:
+class QueueWorker(Running):
     def __init__(
         self,
         function_url: str,
@@ -89,7 +90,7 @@ class QueueWorker:
         self._server = LocalServer(self._gateway)
         self.url = self._server.url  # the gateway's address
 
-    def start(self) -> QueueWorker:
+    def start(self) -> Self:
         self._server.start()
         for worker in self._workers:
             worker.start()
@@ -100,12 +101,6 @@ class QueueWorker:
         self._server.stop()
         for worker in self._workers:
             worker.join(timeout=5)
-
-    def __enter__(self) -> QueueWorker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def wait_idle(self, timeout: float) -> None:
         """Until every queued request has had its last attempt and its callback."""
