@@ -229,7 +229,8 @@ class S3Store(ResultStore):
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.key(prefix.strip("/")) + "/"
         )
-        with s3_errors(f"listing s3://{self.bucket}/{self.key(prefix)}"):
+        # The store's own bucket missing is a broken deployment (502, retried), never "no keys".
+        with s3_errors(f"listing s3://{self.bucket}/{self.key(prefix)}", writing=True):
             return sorted(obj["Key"][strip:] for page in pages for obj in page.get("Contents", []))
 
     def uri(self, key: str) -> str:

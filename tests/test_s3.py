@@ -29,7 +29,7 @@ from function.options import Options
 from function.responses import success_body
 from function.sources import Source
 from function.store import S3Store
-from tests.conftest import BUCKET, RESULT_PREFIX, S3_KEYS, engine_calls, s3_env
+from tests.conftest import BUCKET, RESULT_PREFIX, S3_KEYS, engine_calls, pages_read, s3_env
 from tests.server import FunctionServer
 from tests.test_http_inputs import text_image
 
@@ -111,7 +111,8 @@ def test_output_affecting_options_get_their_own_result(s3_server: FunctionServer
     plain = ocr(s3_server, files=doc).json()
     # pages=1 of a one-page document is the whole document: the selection is the key, not its spelling.
     paged = ocr(s3_server, files=doc, data={"pages": "1"}).json()
-    assert paged["cached"] is True and paged["results"] == plain["results"]
+    uris = [{part: link["uri"] for part, link in body["results"].items()} for body in (paged, plain)]
+    assert paged["cached"] is True and uris[0] == uris[1]  # (presigned URLs differ by the second)
     pictured = ocr(s3_server, files=doc, data={"visualize": "true"}).json()
     assert pictured["cached"] is False
     assert pictured["results"]["markdown"]["uri"] != plain["results"]["markdown"]["uri"]
@@ -255,10 +256,10 @@ def test_failed_manifest_write_leaves_no_result_then_a_retry_succeeds(flaky, s3)
     assert any(o["Key"].endswith("/document.md") for o in listing)  # the parts were written ...
     assert manifest_keys(s3, "partial") == []  # ... but without a manifest they do not count
     proxy.mode = "pass"
-    calls = engine_calls(srv)
+    read = pages_read(srv)
     again = ocr(srv, data=doc, headers={"Content-Type": "image/png"}, params=params)
     assert again.status_code == 200 and again.json()["cached"] is False
-    assert engine_calls(srv) == calls + 1
+    assert pages_read(srv) == read  # its page was stored before the write failed: not read again
     assert len(manifest_keys(s3, "partial")) == 1
 
 
