@@ -55,7 +55,22 @@ def _resolve_overlaps(regions: Sequence[Region]) -> list[Region]:
             log.debug("dropping overlapped layout region %s %s", region.label, region.bbox)
             continue
         kept.append(region)
-    return kept
+    return [r for r in kept if not _is_loose(r, kept)]
+
+
+def _is_loose(region: Region, regions: Sequence[Region]) -> bool:
+    """A text region drawn around paragraphs the model also found one by one. Its other lines lie
+    above, between and below those paragraphs: as one block they would be read all before (or
+    after) them. Without it they are loose lines, grouped into paragraphs where they lie."""
+    if region.label != "text":
+        return False
+    return any(
+        other is not region
+        and other.label == "text"
+        and covered(other.bbox, region.bbox) >= 0.8
+        and area(other.bbox) < area(region.bbox)
+        for other in regions
+    )
 
 
 def _confidence(region: Region) -> float:
