@@ -125,3 +125,47 @@ def test_a_numbered_list_item_stays_text() -> None:
     lines = [TextLine("1. Approve the attached regulation.", (100, 120, 700, 150), 0.9), *_paragraph(300)]
     blocks = build_blocks(_white(), [], lines, page_index=1)
     assert next(b for b in blocks if b.text.startswith("1. Approve")).label == "text"
+
+
+def test_a_table_ruled_only_every_few_rows_reads_row_by_row() -> None:
+    """A financial table ruled into bands of rows and columns, not cells: each "cell" holds four
+    text rows beside others of four. Read as a grid, a band came out column by column."""
+    image = Image.new("RGB", (1000, 700), "white")
+    draw = ImageDraw.Draw(image)
+    for x in (50, 350, 650, 950):
+        draw.line([(x, 50), (x, 650)], fill="black", width=2)
+    for y in (50, 350, 650):
+        draw.line([(50, y), (950, y)], fill="black", width=2)
+    lines = [
+        TextLine(f"r{band}{row}c{col}", (80 + 300 * col, y, 250 + 300 * col, y + 30), 0.9)
+        for band in range(2)
+        for row, y in enumerate(range(80 + 300 * band, 80 + 300 * band + 4 * 60, 60))
+        for col in range(3)
+    ]
+    rgb = np.asarray(image)
+    assert recognise_table(rgb, (50, 50, 950, 650), lines) is None
+    blocks = build_blocks(rgb, [Region("table", (50, 50, 950, 650), 0.9)], lines)
+    rows = _body(blocks).split("\n")
+    assert rows[:2] == ["r00c0 r00c1 r00c2", "r01c0 r01c1 r01c2"] and len(rows) == 8
+
+
+def test_lines_between_paragraphs_the_model_found_stay_where_they_lie() -> None:
+    """The layout model draws a loose text region around two paragraphs it also found one by one;
+    the lines above, between and below them belong to the loose region only. As its block they
+    were read all before the paragraphs."""
+    lines = [
+        *_paragraph(100, 2),
+        *_paragraph(190, 4),
+        *_paragraph(370, 2),
+        *_paragraph(460, 4),
+        *_paragraph(640, 2),
+    ]
+    for n, line in enumerate(lines):
+        line.text = f"line{n:02d} " + line.text
+    regions = [
+        Region("text", (90, 90, 910, 740), 0.7),  # loose, around everything
+        Region("text", (90, 185, 910, 360), 0.9),
+        Region("text", (90, 455, 910, 630), 0.9),
+    ]
+    order = [ln.split()[0] for ln in _body(build_blocks(_white(), regions, lines)).split("\n")]
+    assert order == [f"line{n:02d}" for n in range(len(lines))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -10,11 +11,12 @@ import numpy as np
 
 from function.document import BBox, Cell, Table, TextLine
 from function.engines.layout.geometry import box_height, clip, covered, grow, median_line_height
-from function.engines.layout.order import lines_text
+from function.engines.layout.order import lines_text, order_lines
 
 log = logging.getLogger(__name__)
 
 MIN_PIECES_SHARE = 0.7  # of a line's characters its cell-by-cell re-reads must keep
+BAND_ROWS = 3  # text rows a "cell" holds, next to another such, when rules between rows are missing
 
 # Recognises the one line of text in an RGB crop: (text, score). Used for the pieces of an OCR
 # line that runs across a table rule, one piece per cell.
@@ -39,9 +41,31 @@ def recognise_table(
         return None
     boxes = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in _cell_boxes(rgb[y0:y1, x0:x1], line_h)]
     table = _grid(boxes, tol=max(6.0, 0.5 * line_h))
-    if table is not None:
-        _fill_cells(table, lines, rgb, read_text)
+    if table is None or _rows_unruled(table, lines):
+        return None
+    _fill_cells(table, lines, rgb, read_text)
     return table
+
+
+def _rows_unruled(table: Table, lines: Sequence[TextLine]) -> bool:
+    """Whether the rules drawn are not the cells' but bands' and columns': a financial table ruled
+    only every few rows. Then most of its text sits in "cells" of several text rows each, beside
+    others of several rows in the same band, and a grid would read each band column by column;
+    read as rows of text, its rows come out whole. (A cell whose text wraps has neighbours of
+    one line.)"""
+    per_cell: list[list[TextLine]] = [[] for _ in table.cells]
+    for line in lines:
+        best, share = _best_cell(line, table.cells)
+        if share >= 0.3:
+            per_cell[best].append(line)
+    tall = [len(order_lines(ls)) >= BAND_ROWS for ls in per_cell]
+    tall_per_row = Counter(cell.row for cell, t in zip(table.cells, tall, strict=True) if t)
+    banded = sum(
+        len(ls)
+        for cell, ls, t in zip(table.cells, per_cell, tall, strict=True)
+        if t and tall_per_row[cell.row] >= 2
+    )
+    return banded > 0.5 * sum(len(ls) for ls in per_cell)
 
 
 def _cell_boxes(crop: np.ndarray, line_h: float) -> list[BBox]:
