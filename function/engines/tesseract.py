@@ -199,6 +199,7 @@ class TesseractEngine(LayoutEngine):
                 lambda image: self._read_lines(apis, image, langs),
                 lambda crop: self._read_crop(apis, crop, langs),
                 lambda crop: self._read_text(apis, crop, langs),
+                lambda crop: self._read_crop(apis, crop, langs),
             )
 
     def read_lines(self, rgb: np.ndarray, langs: str | None = None, psm: int | None = None) -> list[TextLine]:

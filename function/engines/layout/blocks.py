@@ -22,10 +22,18 @@ from function.engines.layout.geometry import (
 )
 from function.engines.layout.model import Region
 from function.engines.layout.order import lines_text, order_lines, reading_order
-from function.engines.layout.tables import TextReader, recognise_table, split_table_lines, table_text
+from function.engines.layout.tables import (
+    CellReader,
+    TextReader,
+    recognise_table,
+    split_table_lines,
+    table_text,
+)
 
 log = logging.getLogger(__name__)
 
+# How a table's text is read again: pieces of lines (`recognise_table`'s read_text), whole cells.
+TableReaders = tuple[TextReader | None, CellReader | None]
 # Labels whose content is a picture: VL gives them no text, so neither do we.
 PICTURE_LABELS = frozenset({"image", "chart", "seal"})
 # A picture region is blank paper when under 1 % of it is this much darker than its paper.
@@ -104,14 +112,14 @@ def _assign_lines(
 
 
 def _region_blocks(
-    rgb: np.ndarray, region: Region, lines: list[TextLine], body_h: float, read_text: TextReader | None
+    rgb: np.ndarray, region: Region, lines: list[TextLine], body_h: float, readers: TableReaders
 ) -> tuple[list[Block], list[TextLine]]:
     """The block of one region, and the lines it had that turned out not to belong to it."""
     if region.label in {"header", "footer"} and _taller_than_body(lines, body_h):
         # Running heads are small print; a big line near the top edge is a title the model mislabelled.
         region = Region("text", region.bbox, region.score)
     if region.label == "table":
-        return _table_block(rgb, region, lines, read_text)
+        return _table_block(rgb, region, lines, readers)
     if region.label in PICTURE_LABELS and not _mostly_text(region.bbox, lines):
         # A picture's text (a chart's labels, a letter the model took for a figure) was read and
         # must not vanish: its lines go on as text. Blank paper is no picture to crop.
@@ -127,9 +135,9 @@ def _region_blocks(
 
 
 def _table_block(
-    rgb: np.ndarray, region: Region, lines: list[TextLine], read_text: TextReader | None
+    rgb: np.ndarray, region: Region, lines: list[TextLine], readers: TableReaders
 ) -> tuple[list[Block], list[TextLine]]:
-    table = recognise_table(rgb, region.bbox, lines, read_text)
+    table = recognise_table(rgb, region.bbox, lines, *readers)
     if table is None:
         return [_block("table", region.bbox, lines, region.score)], []
     inside, outside = split_table_lines(table, lines)
@@ -305,6 +313,7 @@ def build_blocks(
     *,
     page_index: int = 0,
     read_text: TextReader | None = None,
+    read_cell: CellReader | None = None,
 ) -> list[Block]:
     """Blocks of one page from layout regions and OCR lines, every line in exactly one block.
 
@@ -318,7 +327,7 @@ def build_blocks(
     body_h = _body_linebox_height(regions, by_region, orphans)
     blocks: list[Block] = []
     for region, its_lines in zip(regions, by_region, strict=True):
-        made, leftover = _region_blocks(rgb, region, its_lines, body_h, read_text)
+        made, leftover = _region_blocks(rgb, region, its_lines, body_h, (read_text, read_cell))
         blocks.extend(made)
         orphans.extend(leftover)
     for group in group_lines(orphans):

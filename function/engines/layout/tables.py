@@ -21,17 +21,25 @@ BAND_ROWS = 3  # text rows a "cell" holds, next to another such, when rules betw
 # Recognises the one line of text in an RGB crop: (text, score). Used for the pieces of an OCR
 # line that runs across a table rule, one piece per cell.
 TextReader = Callable[[np.ndarray], tuple[str, float | None]]
+# Reads the text lines of an RGB crop (a whole table cell); boxes in the crop's pixels.
+CellReader = Callable[[np.ndarray], list[TextLine]]
+CELL_INSET = 3  # pixels a cell's crop keeps off its rules
 
 
 def recognise_table(
-    rgb: np.ndarray, bbox: BBox, lines: Sequence[TextLine], read_text: TextReader | None = None
+    rgb: np.ndarray,
+    bbox: BBox,
+    lines: Sequence[TextLine],
+    read_text: TextReader | None = None,
+    read_cell: CellReader | None = None,
 ) -> Table | None:
     """The cell grid of a ruled table (rows, columns, spans), filled with the OCR lines inside it.
 
     The grid comes from the table's drawn rules (OpenCV morphology). None when no grid of at least
     2 x 2 cells is found (a borderless table): the caller keeps the block as text. An OCR line that
     runs across a rule is cut at it, and with `read_text` each piece is recognised again; without
-    it the whole line goes to the cell holding most of it.
+    it the whole line goes to the cell holding most of it. With `read_cell`, every cell with ink in
+    it is read anew on its own, and what that finds replaces what the page's lines gave it.
     """
     line_h = median_line_height(lines) or 20.0
     pad = round(0.5 * line_h)
@@ -44,7 +52,28 @@ def recognise_table(
     if table is None or _rows_unruled(table, lines):
         return None
     _fill_cells(table, lines, rgb, read_text)
+    if read_cell is not None:
+        _reread_cells(table, rgb, read_cell)
     return table
+
+
+def _reread_cells(table: Table, rgb: np.ndarray, read_cell: CellReader) -> None:
+    """Each cell read on its own. Tesseract's page pass reads across a ruled table's rules (one
+    line through four cells) and drops lone numbers in cells; a cell alone is one small block."""
+    for cell in table.cells:
+        if cell.bbox is None:
+            continue
+        x0, y0, x1, y1 = grow(cell.bbox, -CELL_INSET)
+        if x1 - x0 < 8 or y1 - y0 < 8 or not _has_ink(rgb[y0:y1, x0:x1]):
+            continue
+        text = lines_text(read_cell(np.ascontiguousarray(rgb[y0:y1, x0:x1])))
+        if text.strip():
+            cell.text = text
+
+
+def _has_ink(crop: np.ndarray) -> bool:
+    gray = crop.mean(axis=2) if crop.ndim == 3 else crop
+    return bool((gray < 128).any())
 
 
 def _rows_unruled(table: Table, lines: Sequence[TextLine]) -> bool:
@@ -52,20 +81,20 @@ def _rows_unruled(table: Table, lines: Sequence[TextLine]) -> bool:
     only every few rows. Then most of its text sits in "cells" of several text rows each, beside
     others of several rows in the same band, and a grid would read each band column by column;
     read as rows of text, its rows come out whole. (A cell whose text wraps has neighbours of
-    one line.)"""
+    one line.) A line reaching across cells counts in each."""
     per_cell: list[list[TextLine]] = [[] for _ in table.cells]
     for line in lines:
-        best, share = _best_cell(line, table.cells)
-        if share >= 0.3:
-            per_cell[best].append(line)
+        for i in _cells_crossed(line, table.cells):
+            per_cell[i].append(line)
     tall = [len(order_lines(ls)) >= BAND_ROWS for ls in per_cell]
     tall_per_row = Counter(cell.row for cell, t in zip(table.cells, tall, strict=True) if t)
-    banded = sum(
-        len(ls)
+    banded = {
+        id(line)
         for cell, ls, t in zip(table.cells, per_cell, tall, strict=True)
         if t and tall_per_row[cell.row] >= 2
-    )
-    return banded > 0.5 * sum(len(ls) for ls in per_cell)
+        for line in ls
+    }
+    return len(banded) > 0.5 * len({id(line) for ls in per_cell for line in ls})
 
 
 def _cell_boxes(crop: np.ndarray, line_h: float) -> list[BBox]:
@@ -155,8 +184,15 @@ def split_table_lines(table: Table, lines: Sequence[TextLine]) -> tuple[list[Tex
     inside: list[TextLine] = []
     outside: list[TextLine] = []
     for line in lines:
-        (inside if _best_cell(line, table.cells)[1] >= 0.3 else outside).append(line)
+        (inside if _inside(line, table.cells) else outside).append(line)
     return inside, outside
+
+
+def _inside(line: TextLine, cells: Sequence[Cell]) -> bool:
+    """Mostly in one cell, or in several: a line Tesseract read across the rules of a row."""
+    return (
+        _best_cell(line, cells)[1] >= 0.3 or sum(covered(line.bbox, c.bbox) for c in cells if c.bbox) >= 0.5
+    )
 
 
 def _fill_cells(
@@ -164,8 +200,8 @@ def _fill_cells(
 ) -> None:
     per_cell: list[list[TextLine]] = [[] for _ in table.cells]
     for line in lines:
-        best, share = _best_cell(line, table.cells)
-        if share < 0.3:
+        best = _best_cell(line, table.cells)[0]
+        if not _inside(line, table.cells):
             continue
         crossed = _cells_crossed(line, table.cells)
         pieces = _pieces(line, crossed, rgb, read_text) if len(crossed) > 1 and read_text else []
