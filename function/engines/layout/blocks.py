@@ -44,6 +44,7 @@ MIN_INK_SHARE = 0.01
 _SECTION_HEADING = re.compile(r"^(\d{1,2}(\.\d{1,2})*\.?|[IVX]{1,5}\.)\s+[A-ZА-ЯЁ][^.!?]{1,80}$")
 _PAGE_NUMBER = re.compile(r"^(?:[-–—]\s*)?(?:page\s+|стр\.\s*|с\.\s*)?\d{1,4}(?:\s*[-–—])?$", re.IGNORECASE)
 MARGIN_SHARE = 0.08  # of the page's height: the top and bottom margins, where page numbers sit
+LONG_LINE = 20  # widths of a line height: a line of running text, some 40 characters or more
 _TITLE_HEIGHT = 1.3  # a short group this much taller than body lines is a title
 # The tallest such title high on the first page is the document's title. Detector boxes carry a
 # margin, so a title set 1.8 times the body size measures about 1.4 times as tall.
@@ -218,14 +219,24 @@ def _paragraph_gap_limit(lines: Sequence[TextLine]) -> float:
 
 
 def _belong_together(a: BBox, b: BBox, gap_limit: float) -> bool:
-    ha, hb = box_height(a), box_height(b)
-    if max(ha, hb) > 1.3 * min(ha, hb):
+    if not _same_size(a, b):
         return False
-    h = min(ha, hb)
+    h = min(box_height(a), box_height(b))
     v_overlap = min(a[3], b[3]) - max(a[1], b[1])
     if v_overlap >= 0.5 * h:  # one row: pieces a detector split at a wide space (not a gutter)
         return -x_overlap(a, b) <= 0.8 * h
     return -v_overlap <= gap_limit * h and x_overlap(a, b) > 0
+
+
+def _same_size(a: BBox, b: BBox) -> bool:
+    """Lines set in one size. Two long lines of about one width are, even where one box is much
+    taller: a speck, an underline or a descender run makes a typescript's line box taller, not its
+    type. (A title is short, or set apart by more than a line's gap.)"""
+    (ha, hb), (wa, wb) = (box_height(a), box_height(b)), (a[2] - a[0], b[2] - b[0])
+    if max(ha, hb) <= 1.3 * min(ha, hb):
+        return True
+    long_lines = min(wa, wb) >= LONG_LINE * min(ha, hb) and min(wa, wb) >= 0.7 * max(wa, wb)
+    return long_lines and max(ha, hb) <= 2 * min(ha, hb)
 
 
 def _attach_or_add(blocks: list[Block], group: list[TextLine], body_h: float) -> None:
