@@ -169,3 +169,25 @@ def test_lines_between_paragraphs_the_model_found_stay_where_they_lie() -> None:
     ]
     order = [ln.split()[0] for ln in _body(build_blocks(_white(), regions, lines)).split("\n")]
     assert order == [f"line{n:02d}" for n in range(len(lines))]
+
+
+def test_two_tables_framed_side_by_side_read_one_after_the_other() -> None:
+    """A quarterly and an annual table, each in its own frame with paper between, banded as above:
+    the left table's rows, then the right one's (not rows running across both)."""
+    image = Image.new("RGB", (1900, 700), "white")
+    draw = ImageDraw.Draw(image)
+    for left in (50, 1000):
+        for x in range(left, left + 901, 300):
+            draw.line([(x, 50), (x, 650)], fill="black", width=2)
+        for y in (50, 350, 650):
+            draw.line([(left, y), (left + 900, y)], fill="black", width=2)
+    lines = [
+        TextLine(f"{side}{band}{row}c{col}", (x0 + 30 + 300 * col, y, x0 + 200 + 300 * col, y + 30), 0.9)
+        for side, x0 in (("L", 50), ("R", 1000))
+        for band in range(2)
+        for row, y in enumerate(range(80 + 300 * band, 80 + 300 * band + 4 * 60, 60))
+        for col in range(3)
+    ]
+    blocks = build_blocks(np.asarray(image), [Region("table", (50, 50, 1900, 650), 0.9)], lines)
+    rows = _body(blocks).split("\n")
+    assert rows[0] == "L00c0 L00c1 L00c2" and rows[8] == "R00c0 R00c1 R00c2" and len(rows) == 16

@@ -4,7 +4,6 @@ labelled, blocks in reading order."""
 from __future__ import annotations
 
 import logging
-import re
 import statistics
 from collections.abc import Sequence
 
@@ -20,12 +19,14 @@ from function.engines.layout.geometry import (
     union,
     x_overlap,
 )
+from function.engines.layout.labels import label_titles, taller_than_body, unmark_lone_headers
 from function.engines.layout.model import Region
-from function.engines.layout.order import lines_text, order_lines, reading_order
+from function.engines.layout.order import lines_text, reading_order
 from function.engines.layout.tables import (
     CellReader,
     TextReader,
     recognise_table,
+    side_by_side,
     split_table_lines,
     table_text,
 )
@@ -39,15 +40,7 @@ PICTURE_LABELS = frozenset({"image", "chart", "seal"})
 # A picture region is blank paper when under 1 % of it is this much darker than its paper.
 INK_CONTRAST = 60
 MIN_INK_SHARE = 0.01
-# "1. Introduction", "2.3 Results", "IV. Methods": a number, then a capitalised short heading
-# without a closing full stop.
-_SECTION_HEADING = re.compile(r"^(\d{1,2}(\.\d{1,2})*\.?|[IVX]{1,5}\.)\s+[A-ZА-ЯЁ][^.!?]{1,80}$")
-_PAGE_NUMBER = re.compile(r"^(?:[-–—]\s*)?(?:page\s+|стр\.\s*|с\.\s*)?\d{1,4}(?:\s*[-–—])?$", re.IGNORECASE)
-MARGIN_SHARE = 0.08  # of the page's height: the top and bottom margins, where page numbers sit
 LONG_LINE = 20  # widths of a line height: a line of running text, some 40 characters or more
-_TITLE_HEIGHT = 1.3  # a short group this much taller than body lines is a title
-# The tallest such title high on the first page is the document's title. Detector boxes carry a
-# margin, so a title set 1.8 times the body size measures about 1.4 times as tall.
 
 
 # ---------------------------------------------------------------- regions and lines
@@ -116,7 +109,7 @@ def _region_blocks(
     rgb: np.ndarray, region: Region, lines: list[TextLine], body_h: float, readers: TableReaders
 ) -> tuple[list[Block], list[TextLine]]:
     """The block of one region, and the lines it had that turned out not to belong to it."""
-    if region.label in {"header", "footer"} and _taller_than_body(lines, body_h):
+    if region.label in {"header", "footer"} and taller_than_body(lines, body_h):
         # Running heads are small print; a big line near the top edge is a title the model mislabelled.
         region = Region("text", region.bbox, region.score)
     if region.label == "table":
@@ -140,6 +133,11 @@ def _table_block(
 ) -> tuple[list[Block], list[TextLine]]:
     table = recognise_table(rgb, region.bbox, lines, *readers)
     if table is None:
+        parts = side_by_side(rgb, region.bbox, lines) if lines else []
+        if len(parts) > 1:
+            return [
+                _block("table", union([ln.bbox for ln in part]), part, region.score) for part in parts
+            ], []
         return [_block("table", region.bbox, lines, region.score)], []
     inside, outside = split_table_lines(table, lines)
     bbox = union([region.bbox, *(c.bbox for c in table.cells if c.bbox)])
@@ -162,10 +160,6 @@ def _mostly_text(bbox: BBox, lines: Sequence[TextLine]) -> bool:
     """Lines covering half a "figure" make it a text region the model mistook (a chart's labels
     cover far less); its text must not vanish as a picture's."""
     return sum(area(ln.bbox) for ln in lines) >= 0.5 * area(bbox)
-
-
-def _taller_than_body(lines: Sequence[TextLine], body_h: float) -> bool:
-    return bool(lines) and body_h > 0 and median_line_height(lines) >= _TITLE_HEIGHT * body_h
 
 
 def _block(label: str, bbox: BBox, lines: list[TextLine], score: float | None = None) -> Block:
@@ -257,66 +251,6 @@ def _attach_or_add(blocks: list[Block], group: list[TextLine], body_h: float) ->
     blocks.append(_block("text", box, group))
 
 
-def _unmark_lone_headers(blocks: list[Block]) -> None:
-    """A page with a header and no body has no header: it is a short page's text (the layout model
-    takes a lone line near the top for a running head). Footers stay: mostly page numbers."""
-    if any(b.label not in MARGINAL_LABELS for b in blocks):
-        return
-    for block in blocks:
-        if block.label == "header":
-            block.label = "text"
-
-
-# ---------------------------------------------------------------- titles
-
-
-def _label_titles(blocks: list[Block], body_h: float, page_index: int, page_h: int) -> None:
-    for block in blocks:
-        if block.label == "text" and _is_page_number(block, page_h):
-            block.label = "number"
-        elif block.label in ("text", "header") and _looks_like_title(block, body_h):
-            block.label = "paragraph_title"
-        elif block.label == "paragraph_title" and not _could_be_title(block):
-            block.label = "text"  # the model's "title" on a long block or a sentence
-    if page_index == 0:
-        _promote_doc_title(blocks, body_h, page_h)
-
-
-def _looks_like_title(block: Block, body_h: float) -> bool:
-    """A short block set bigger than the body, or a numbered section heading ("1. Introduction",
-    "2.3 Results") on a line of its own, which is a title whatever its size (not so a numbered
-    list item: that is a sentence, ending with a full stop)."""
-    if not _could_be_title(block):
-        return False
-    if block.label == "header":  # a running head is small print: only size makes it a title
-        return _taller_than_body(block.lines, body_h)
-    text = lines_text(block.lines)
-    numbered = len(order_lines(block.lines)) == 1 and _SECTION_HEADING.match(text) is not None
-    return numbered or _taller_than_body(block.lines, body_h)
-
-
-def _could_be_title(block: Block) -> bool:
-    return len(order_lines(block.lines)) <= 2 and len(lines_text(block.lines)) <= 200
-
-
-def _is_page_number(block: Block, page_h: int) -> bool:
-    """A lone number (or "- 12 -", "Page 3") in the top or bottom margin of the page."""
-    near_edge = block.bbox[3] < MARGIN_SHARE * page_h or block.bbox[1] > (1 - MARGIN_SHARE) * page_h
-    return near_edge and _PAGE_NUMBER.match(lines_text(block.lines).strip()) is not None
-
-
-def _promote_doc_title(blocks: list[Block], body_h: float, page_h: int) -> None:
-    """The top-most of the largest titles, in the upper half of the first page, clearly bigger than body."""
-    titles = [b for b in blocks if b.label == "paragraph_title" and b.lines]
-    if not titles or body_h <= 0:
-        return
-    tallest = max(median_line_height(b.lines) for b in titles)
-    candidates = [b for b in titles if median_line_height(b.lines) >= 0.9 * tallest]
-    top = min(candidates, key=lambda b: b.bbox[1])
-    if top.bbox[1] < page_h / 2 and median_line_height(top.lines) >= _TITLE_HEIGHT * body_h:
-        top.label = "doc_title"
-
-
 def build_blocks(
     rgb: np.ndarray,
     regions: Sequence[Region],
@@ -343,8 +277,8 @@ def build_blocks(
         orphans.extend(leftover)
     for group in group_lines(orphans):
         _attach_or_add(blocks, group, body_h)
-    _unmark_lone_headers(blocks)
-    _label_titles(blocks, body_h, page_index, height)
+    unmark_lone_headers(blocks)
+    label_titles(blocks, body_h, page_index, height)
     return _finish(blocks, body_h)
 
 

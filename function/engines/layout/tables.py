@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -24,6 +26,7 @@ TextReader = Callable[[np.ndarray], tuple[str, float | None]]
 # Reads the text lines of an RGB crop (a whole table cell); boxes in the crop's pixels.
 CellReader = Callable[[np.ndarray], list[TextLine]]
 CELL_INSET = 3  # pixels a cell's crop keeps off its rules
+FRAME_GAP = 3  # times the usual gap between columns' cells: between two tables' frames
 
 
 def recognise_table(
@@ -41,6 +44,17 @@ def recognise_table(
     it the whole line goes to the cell holding most of it. With `read_cell`, every cell with ink in
     it is read anew on its own, and what that finds replaces what the page's lines gave it.
     """
+    table = _ruled_grid(rgb, bbox, lines)
+    if table is None or _rows_unruled(table, lines):
+        return None
+    _fill_cells(table, lines, rgb, read_text)
+    if read_cell is not None:
+        _reread_cells(table, rgb, read_cell)
+    return table
+
+
+def _ruled_grid(rgb: np.ndarray, bbox: BBox, lines: Sequence[TextLine]) -> Table | None:
+    """The grid the rules draw, empty."""
     line_h = median_line_height(lines) or 20.0
     pad = round(0.5 * line_h)
     height, width = rgb.shape[:2]
@@ -48,13 +62,38 @@ def recognise_table(
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
     boxes = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in _cell_boxes(rgb[y0:y1, x0:x1], line_h)]
-    table = _grid(boxes, tol=max(6.0, 0.5 * line_h))
-    if table is None or _rows_unruled(table, lines):
-        return None
-    _fill_cells(table, lines, rgb, read_text)
-    if read_cell is not None:
-        _reread_cells(table, rgb, read_cell)
-    return table
+    return _grid(boxes, tol=max(6.0, 0.5 * line_h))
+
+
+def side_by_side(rgb: np.ndarray, bbox: BBox, lines: Sequence[TextLine]) -> list[list[TextLine]]:
+    """A table region's lines split where tables stand side by side, each in a frame of its own
+    (a strip of paper between their rules, wider than the rules between columns): one list per
+    table, read one after the other. One list where the region holds one table."""
+    table = _ruled_grid(rgb, bbox, lines)
+    cuts = _frame_gaps(table, lines) if table else []
+    parts: list[list[TextLine]] = [[] for _ in range(len(cuts) + 1)]
+    for line in lines:
+        parts[sum((line.bbox[0] + line.bbox[2]) / 2 > cut for cut in cuts)].append(line)
+    return [part for part in parts if part]
+
+
+def _frame_gaps(table: Table, lines: Sequence[TextLine]) -> list[float]:
+    """x of the column boundaries where the columns with text on either side stand far apart
+    (two frames, maybe with an empty strip of paper between them that the rules also enclose)."""
+    spans = [_column_span(table, col) for col in range(table.n_cols)]
+    centres = [(ln.bbox[0] + ln.bbox[2]) / 2 for ln in lines]
+    used = [span for span in spans if span and any(span[0] <= x <= span[1] for x in centres)]
+    gaps = [(right[0] - left[1], (left[1] + right[0]) / 2) for left, right in pairwise(used)]
+    if not gaps:
+        return []
+    typical = statistics.median(gap for gap, _ in gaps)
+    least = 0.5 * (median_line_height(lines) or 20.0)
+    return [x for gap, x in gaps if gap >= max(FRAME_GAP * typical, least)]
+
+
+def _column_span(table: Table, col: int) -> tuple[int, int] | None:
+    boxes = [c.bbox for c in table.cells if c.bbox and c.col == col and c.colspan == 1]
+    return (min(b[0] for b in boxes), max(b[2] for b in boxes)) if boxes else None
 
 
 def _reread_cells(table: Table, rgb: np.ndarray, read_cell: CellReader) -> None:
