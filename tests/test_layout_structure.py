@@ -191,3 +191,24 @@ def test_two_tables_framed_side_by_side_read_one_after_the_other() -> None:
     blocks = build_blocks(np.asarray(image), [Region("table", (50, 50, 1900, 650), 0.9)], lines)
     rows = _body(blocks).split("\n")
     assert rows[0] == "L00c0 L00c1 L00c2" and rows[8] == "R00c0 R00c1 R00c2" and len(rows) == 16
+
+
+def test_a_header_of_two_lines_is_the_documents_own_text() -> None:
+    """A contract's title (two centred lines at the top) labelled a running head stays in the body;
+    a one-line running head does not."""
+    title = [TextLine("CONTRACT No 2/31", (400, 60, 600, 90), 0.9), TextLine("of lease", (440, 95, 560, 125))]
+    head = TextLine("Journal of Things 12", (100, 20, 400, 45), 0.9)
+    regions = [Region("header", (390, 55, 610, 130), 0.9), Region("header", (90, 15, 410, 50), 0.9)]
+    blocks = build_blocks(_white(), regions, [head, *title, *_paragraph(300)], page_index=3)
+    labels = {b.text.split("\n")[0]: b.label for b in blocks}
+    assert labels["Journal of Things 12"] == "header" and labels["CONTRACT No 2/31"] != "header"
+    assert "CONTRACT No 2/31" in _body(blocks)
+
+
+def test_a_line_above_the_first_pages_title_is_no_running_head() -> None:
+    note = TextLine("Approved by the council on 5 April 2010", (300, 60, 900, 90), 0.9)
+    title = TextLine("The Form of the Theses", (300, 150, 800, 200), 0.9)
+    lines = [note, title, *_paragraph(300)]
+    blocks = build_blocks(_white(), [Region("header", (290, 55, 910, 95), 0.9)], lines, page_index=0)
+    assert next(b for b in blocks if b.text == title.text).label == "doc_title"
+    assert _body(blocks).startswith(note.text)

@@ -19,7 +19,7 @@ from function.engines.layout.geometry import (
     union,
     x_overlap,
 )
-from function.engines.layout.labels import label_titles, taller_than_body, unmark_lone_headers
+from function.engines.layout.labels import label_titles, taller_than_body, unmark_false_headers
 from function.engines.layout.model import Region
 from function.engines.layout.order import lines_text, reading_order
 from function.engines.layout.tables import (
@@ -277,7 +277,7 @@ def build_blocks(
         orphans.extend(leftover)
     for group in group_lines(orphans):
         _attach_or_add(blocks, group, body_h)
-    unmark_lone_headers(blocks)
+    unmark_false_headers(blocks)
     label_titles(blocks, body_h, page_index, height)
     return _finish(blocks, body_h)
 

@@ -20,13 +20,23 @@ _TITLE_HEIGHT = 1.3  # a short group this much taller than body lines is a title
 # margin, so a title set 1.8 times the body size measures about 1.4 times as tall.
 
 
-def unmark_lone_headers(blocks: list[Block]) -> None:
-    """A page with a header and no body has no header: it is a short page's text (the layout model
-    takes a lone line near the top for a running head). Footers stay: mostly page numbers."""
-    if any(b.label not in MARGINAL_LABELS for b in blocks):
-        return
+def unmark_false_headers(blocks: list[Block]) -> None:
+    """Headers that are no running heads become text. A page with a header and no body has none:
+    it is a short page's text (the layout model takes a lone line near the top for a running head).
+    A running head is one line: a header of several is the document's own (a contract's title, a
+    letterhead). Footers stay: mostly page numbers."""
+    lone = not any(b.label not in MARGINAL_LABELS for b in blocks)
     for block in blocks:
-        if block.label == "header":
+        if block.label == "header" and (lone or len(order_lines(block.lines)) > 1):
+            block.label = "text"
+
+
+def unmark_headers_above_title(blocks: list[Block]) -> None:
+    """A document's first page has no running head above its title: a line there (an approval
+    note, an organisation's name) is part of the document. Run once the doc_title is known."""
+    titles = [b for b in blocks if b.label == "doc_title"]
+    for block in blocks:
+        if block.label == "header" and any(block.bbox[3] <= t.bbox[1] for t in titles):
             block.label = "text"
 
 
@@ -40,6 +50,7 @@ def label_titles(blocks: list[Block], body_h: float, page_index: int, page_h: in
             block.label = "text"  # the model's "title" on a long block or a sentence
     if page_index == 0:
         _promote_doc_title(blocks, body_h, page_h)
+        unmark_headers_above_title(blocks)
 
 
 def _looks_like_title(block: Block, body_h: float) -> bool:
