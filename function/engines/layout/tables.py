@@ -47,9 +47,10 @@ def recognise_table(
     table = _ruled_grid(rgb, bbox, lines)
     if table is None or _rows_unruled(table, lines):
         return None
-    _fill_cells(table, lines, rgb, read_text)
+    # Cells read whole make reading the pieces of lines across them one by one redundant.
+    unsure = _fill_cells(table, lines, rgb, None if read_cell else read_text)
     if read_cell is not None:
-        _reread_cells(table, rgb, read_cell)
+        _reread_cells(table, unsure, rgb, read_cell)
     return table
 
 
@@ -96,11 +97,12 @@ def _column_span(table: Table, col: int) -> tuple[int, int] | None:
     return (min(b[0] for b in boxes), max(b[2] for b in boxes)) if boxes else None
 
 
-def _reread_cells(table: Table, rgb: np.ndarray, read_cell: CellReader) -> None:
-    """Each cell read on its own. Tesseract's page pass reads across a ruled table's rules (one
-    line through four cells) and drops lone numbers in cells; a cell alone is one small block."""
-    for cell in table.cells:
-        if cell.bbox is None:
+def _reread_cells(table: Table, unsure: set[int], rgb: np.ndarray, read_cell: CellReader) -> None:
+    """The cells the page's lines filled badly, each read on its own: Tesseract's page pass reads
+    across a ruled table's rules (one line through four cells) and drops lone numbers in cells; a
+    cell alone is one small block. Cells a line lay wholly inside keep it (a read costs ~40 ms)."""
+    for i, cell in enumerate(table.cells):
+        if cell.bbox is None or i not in unsure:
             continue
         x0, y0, x1, y1 = grow(cell.bbox, -CELL_INSET)
         if x1 - x0 < 8 or y1 - y0 < 8 or not _has_ink(rgb[y0:y1, x0:x1]):
@@ -236,13 +238,18 @@ def _inside(line: TextLine, cells: Sequence[Cell]) -> bool:
 
 def _fill_cells(
     table: Table, lines: Sequence[TextLine], rgb: np.ndarray, read_text: TextReader | None
-) -> None:
+) -> set[int]:
+    """Cells filled with the lines inside them; returns the cells left unsure: empty, or reached by
+    a line that runs across rules."""
     per_cell: list[list[TextLine]] = [[] for _ in table.cells]
+    across: set[int] = set()
     for line in lines:
         best = _best_cell(line, table.cells)[0]
         if not _inside(line, table.cells):
             continue
         crossed = _cells_crossed(line, table.cells)
+        if len(crossed) > 1:
+            across.update(crossed)
         pieces = _pieces(line, crossed, rgb, read_text) if len(crossed) > 1 and read_text else []
         if not _kept_the_text(line, pieces):  # re-reads that came back (nearly) empty
             pieces = []
@@ -250,6 +257,7 @@ def _fill_cells(
             per_cell[i].append(piece)
     for cell, its_lines in zip(table.cells, per_cell, strict=True):
         cell.text = lines_text(its_lines)
+    return across | {i for i, its_lines in enumerate(per_cell) if not its_lines}
 
 
 def _kept_the_text(line: TextLine, pieces: Sequence[tuple[int, TextLine]]) -> bool:
