@@ -16,6 +16,7 @@ from function.document import Document
 from function.engines import Engine, PageImage, create_engine
 from function.engines.cpu import CPUEngine
 from function.engines.deskew import unrotate_box
+from function.engines.script import Script
 from function.options import Options
 from function.render import render_json, render_markdown
 from tests.synthetic import cer, english_page, prose_page
@@ -70,6 +71,26 @@ def test_lang_still_decides(engine: CPUEngine, monkeypatch: pytest.MonkeyPatch) 
     _read(engine, image, Options(lang="ru"))
     _read(engine, image, Options(lang="en"))
     assert used == ["tesseract", "rapidocr"]
+
+
+@pytest.mark.parametrize(
+    ("seed", "lang", "expected"), [(7, "en", ["tesseract", "rapidocr"]), (8, "ru", ["tesseract"])]
+)
+def test_a_page_osd_was_unsure_was_cyrillic_goes_by_its_text(
+    engine: CPUEngine, monkeypatch: pytest.MonkeyPatch, seed: int, lang: str, expected: list[str]
+) -> None:
+    """OSD's call is faked here (it called two real English scans Cyrillic at confidence 0.1 and
+    1.4): an English page read as Cyrillic and English comes back Latin and is read again by
+    RapidOCR; a Russian page read so stays with Tesseract."""
+    used: list[str] = []
+    for name in ("rapidocr", "tesseract"):
+        sub = getattr(engine, name)
+        monkeypatch.setattr(sub, "_page", _recording(sub._page, name, used))
+    monkeypatch.setattr(engine, "_script", lambda page: Script("Cyrillic", 0.5))
+    truth = english_page(seed=seed) if lang == "en" else prose_page("ru", seed=seed)
+    doc = _read(engine, truth.image)
+    assert used == expected
+    assert len(doc.pages) == 1 and cer(truth.text, _body(doc)) < 0.05
 
 
 def _recording(page, name: str, used: list[str]):  # type: ignore[no-untyped-def]

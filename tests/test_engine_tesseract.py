@@ -119,3 +119,16 @@ def test_fingerprint_follows_langs() -> None:
 
 def test_blank_page_has_no_blocks(engine: TesseractEngine) -> None:
     assert _page(engine, Image.new("RGB", (600, 800), "white")).blocks == []
+
+
+def test_ruled_cells_the_page_pass_missed_are_read_on_their_own(engine: TesseractEngine) -> None:
+    """A dimensions table as in a standard (042): the page pass kept only the header row's lines and
+    dropped the lone numbers below it; each ruled cell is read again on its own (Tesseract, PSM 6)."""
+    from function.engines.layout import recognise_table
+    from tests.test_engine_rapidocr import _draw_table
+
+    values = [["Size", "Mass"], ["50", "160"], ["80", "195"], ["125", "210"]]
+    spec = [(r, c, 1, 1, v) for r, row in enumerate(values) for c, v in enumerate(row)]
+    rgb, bbox, lines = _draw_table(spec, col_w=190, row_h=60)
+    table = recognise_table(rgb, bbox, lines[:2], read_cell=lambda crop: engine.read_crop(crop, "eng"))
+    assert table is not None and table.grid() == values

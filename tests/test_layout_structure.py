@@ -125,3 +125,90 @@ def test_a_numbered_list_item_stays_text() -> None:
     lines = [TextLine("1. Approve the attached regulation.", (100, 120, 700, 150), 0.9), *_paragraph(300)]
     blocks = build_blocks(_white(), [], lines, page_index=1)
     assert next(b for b in blocks if b.text.startswith("1. Approve")).label == "text"
+
+
+def test_a_table_ruled_only_every_few_rows_reads_row_by_row() -> None:
+    """A financial table ruled into bands of rows and columns, not cells: each "cell" holds four
+    text rows beside others of four. Read as a grid, a band came out column by column."""
+    image = Image.new("RGB", (1000, 700), "white")
+    draw = ImageDraw.Draw(image)
+    for x in (50, 350, 650, 950):
+        draw.line([(x, 50), (x, 650)], fill="black", width=2)
+    for y in (50, 350, 650):
+        draw.line([(50, y), (950, y)], fill="black", width=2)
+    lines = [
+        TextLine(f"r{band}{row}c{col}", (80 + 300 * col, y, 250 + 300 * col, y + 30), 0.9)
+        for band in range(2)
+        for row, y in enumerate(range(80 + 300 * band, 80 + 300 * band + 4 * 60, 60))
+        for col in range(3)
+    ]
+    rgb = np.asarray(image)
+    assert recognise_table(rgb, (50, 50, 950, 650), lines) is None
+    blocks = build_blocks(rgb, [Region("table", (50, 50, 950, 650), 0.9)], lines)
+    rows = _body(blocks).split("\n")
+    assert rows[:2] == ["r00c0 r00c1 r00c2", "r01c0 r01c1 r01c2"] and len(rows) == 8
+
+
+def test_lines_between_paragraphs_the_model_found_stay_where_they_lie() -> None:
+    """The layout model draws a loose text region around two paragraphs it also found one by one;
+    the lines above, between and below them belong to the loose region only. As its block they
+    were read all before the paragraphs."""
+    lines = [
+        *_paragraph(100, 2),
+        *_paragraph(190, 4),
+        *_paragraph(370, 2),
+        *_paragraph(460, 4),
+        *_paragraph(640, 2),
+    ]
+    for n, line in enumerate(lines):
+        line.text = f"line{n:02d} " + line.text
+    regions = [
+        Region("text", (90, 90, 910, 740), 0.7),  # loose, around everything
+        Region("text", (90, 185, 910, 360), 0.9),
+        Region("text", (90, 455, 910, 630), 0.9),
+    ]
+    order = [ln.split()[0] for ln in _body(build_blocks(_white(), regions, lines)).split("\n")]
+    assert order == [f"line{n:02d}" for n in range(len(lines))]
+
+
+def test_two_tables_framed_side_by_side_read_one_after_the_other() -> None:
+    """A quarterly and an annual table, each in its own frame with paper between, banded as above:
+    the left table's rows, then the right one's (not rows running across both)."""
+    image = Image.new("RGB", (1900, 700), "white")
+    draw = ImageDraw.Draw(image)
+    for left in (50, 1000):
+        for x in range(left, left + 901, 300):
+            draw.line([(x, 50), (x, 650)], fill="black", width=2)
+        for y in (50, 350, 650):
+            draw.line([(left, y), (left + 900, y)], fill="black", width=2)
+    lines = [
+        TextLine(f"{side}{band}{row}c{col}", (x0 + 30 + 300 * col, y, x0 + 200 + 300 * col, y + 30), 0.9)
+        for side, x0 in (("L", 50), ("R", 1000))
+        for band in range(2)
+        for row, y in enumerate(range(80 + 300 * band, 80 + 300 * band + 4 * 60, 60))
+        for col in range(3)
+    ]
+    blocks = build_blocks(np.asarray(image), [Region("table", (50, 50, 1900, 650), 0.9)], lines)
+    rows = _body(blocks).split("\n")
+    assert rows[0] == "L00c0 L00c1 L00c2" and rows[8] == "R00c0 R00c1 R00c2" and len(rows) == 16
+
+
+def test_a_header_of_two_lines_is_the_documents_own_text() -> None:
+    """A contract's title (two centred lines at the top) labelled a running head stays in the body;
+    a one-line running head does not."""
+    title = [TextLine("CONTRACT No 2/31", (400, 60, 600, 90), 0.9), TextLine("of lease", (440, 95, 560, 125))]
+    head = TextLine("Journal of Things 12", (100, 20, 400, 45), 0.9)
+    regions = [Region("header", (390, 55, 610, 130), 0.9), Region("header", (90, 15, 410, 50), 0.9)]
+    blocks = build_blocks(_white(), regions, [head, *title, *_paragraph(300)], page_index=3)
+    labels = {b.text.split("\n")[0]: b.label for b in blocks}
+    assert labels["Journal of Things 12"] == "header" and labels["CONTRACT No 2/31"] != "header"
+    assert "CONTRACT No 2/31" in _body(blocks)
+
+
+def test_a_line_above_the_first_pages_title_is_no_running_head() -> None:
+    note = TextLine("Approved by the council on 5 April 2010", (300, 60, 900, 90), 0.9)
+    title = TextLine("The Form of the Theses", (300, 150, 800, 200), 0.9)
+    lines = [note, title, *_paragraph(300)]
+    blocks = build_blocks(_white(), [Region("header", (290, 55, 910, 95), 0.9)], lines, page_index=0)
+    assert next(b for b in blocks if b.text == title.text).label == "doc_title"
+    assert _body(blocks).startswith(note.text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Iterable
 
 from function.config import Settings
@@ -34,6 +35,10 @@ TESSERACT_SCRIPTS = {"Cyrillic": "rus"}
 # English (Tesseract's, not RapidOCR's) rather than as Cyrillic look-alikes.
 SURE_SCRIPT = 1.5
 UNSURE_EXTRA_LANGS = "eng"
+# What an unsure page's own text says: read as Cyrillic and English, a page whose letters are
+# mostly Latin is English after all (OSD's two wrong calls), and RapidOCR reads it again.
+_LATIN = re.compile(r"[A-Za-z]")
+_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
 RAPIDOCR_LANGS = frozenset({"en", "ch"})
 
 
@@ -68,6 +73,7 @@ class CPUEngine(Engine):
             "tesseract": self.tesseract.settings(),
             "tesseract_scripts": TESSERACT_SCRIPTS,
             "sure_script": SURE_SCRIPT,
+            "unsure_latin_to": "rapidocr",
             "unknown_script": f"{UNSURE_EXTRA_LANGS}+{TESSERACT_SCRIPTS['Cyrillic']}",  # routing: in the key
         }
 
@@ -79,20 +85,34 @@ class CPUEngine(Engine):
             raise RuntimeError("cpu engine used before load()")
         document = Document(pages=[])
         for page in pages:
-            engine, page_options = self._route(page, options)
-            engine._page(page, page_options, document)
+            read = self._read(page, options)
+            document.pages += read.pages
+            document.images.update(read.images)
+            document.warnings += read.warnings
         return document
 
-    def _route(self, page: PageImage, options: Options) -> tuple[LayoutEngine, Options]:
-        """The engine for a page, and the options it reads it with (Tesseract told the language)."""
-        if options.lang:
-            if options.lang in RAPIDOCR_LANGS:
-                return self.rapidocr, options
-            return self.tesseract, options
+    def _read(self, page: PageImage, options: Options) -> Document:
+        """One page read by the engine its script calls for; a page OSD was unsure was Cyrillic and
+        whose text comes back mostly Latin is read again by RapidOCR."""
+        read = Document(pages=[])
+        script = None if options.lang else self._script(page)
+        engine, page_options = self._by_lang(options) if script is None else self._for_script(script, options)
+        engine._page(page, page_options, read)
+        if script is not None and _unsure_cyrillic(script) and _latin(read):
+            log.debug("page %s: unsure Cyrillic reads as Latin script; rapidocr reads it", page.index)
+            read = Document(pages=[])
+            self.rapidocr._page(page, options, read)
+        return read
+
+    def _by_lang(self, options: Options) -> tuple[LayoutEngine, Options]:
+        """The engine a request's `lang` asks for."""
+        return (self.rapidocr if options.lang in RAPIDOCR_LANGS else self.tesseract), options
+
+    def _script(self, page: PageImage) -> Script:
         with self._osd.borrow() as osd:
             script = detect_script(osd, rgb_pixels(page.image))
         log.debug("page %s: script %s (%.1f)", page.index, script.name or "unknown", script.confidence)
-        return self._for_script(script, options)
+        return script
 
     def _for_script(self, script: Script, options: Options) -> tuple[LayoutEngine, Options]:
         if not script.name:
@@ -106,3 +126,12 @@ class CPUEngine(Engine):
         if script.confidence < SURE_SCRIPT:
             langs = f"{langs}+{UNSURE_EXTRA_LANGS}"
         return self.tesseract, dataclasses.replace(options, lang=normalise_langs(langs))
+
+
+def _unsure_cyrillic(script: Script) -> bool:
+    return script.name in TESSERACT_SCRIPTS and script.confidence < SURE_SCRIPT
+
+
+def _latin(document: Document) -> bool:
+    text = "".join(b.text for page in document.pages for b in page.blocks)
+    return len(_LATIN.findall(text)) > 2 * len(_CYRILLIC.findall(text))

@@ -4,7 +4,7 @@ An engine brings text lines from its own OCR (RapidOCR, Tesseract, ...); this pa
 PaddleOCR-VL gives on its own: regions from a layout model (`model`), text lines grouped into
 blocks and titles (`blocks`), a column-aware reading order (`order`) and the cell grid of ruled
 tables (`tables`), one page at a time (`page`). All but the model is plain geometry (`geometry`)
-on numpy arrays, so it can be tested without a model.
+on numpy arrays, so it can be tested without a model; `labels` names titles and page numbers.
 """
 
 from function.engines.layout.blocks import build_blocks, group_lines

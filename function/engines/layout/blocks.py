@@ -4,7 +4,6 @@ labelled, blocks in reading order."""
 from __future__ import annotations
 
 import logging
-import re
 import statistics
 from collections.abc import Sequence
 
@@ -20,25 +19,28 @@ from function.engines.layout.geometry import (
     union,
     x_overlap,
 )
+from function.engines.layout.labels import label_titles, taller_than_body, unmark_false_headers
 from function.engines.layout.model import Region
-from function.engines.layout.order import lines_text, order_lines, reading_order
-from function.engines.layout.tables import TextReader, recognise_table, split_table_lines, table_text
+from function.engines.layout.order import lines_text, reading_order
+from function.engines.layout.tables import (
+    CellReader,
+    TextReader,
+    recognise_table,
+    side_by_side,
+    split_table_lines,
+    table_text,
+)
 
 log = logging.getLogger(__name__)
 
+# How a table's text is read again: pieces of lines (`recognise_table`'s read_text), whole cells.
+TableReaders = tuple[TextReader | None, CellReader | None]
 # Labels whose content is a picture: VL gives them no text, so neither do we.
 PICTURE_LABELS = frozenset({"image", "chart", "seal"})
 # A picture region is blank paper when under 1 % of it is this much darker than its paper.
 INK_CONTRAST = 60
 MIN_INK_SHARE = 0.01
-# "1. Introduction", "2.3 Results", "IV. Methods": a number, then a capitalised short heading
-# without a closing full stop.
-_SECTION_HEADING = re.compile(r"^(\d{1,2}(\.\d{1,2})*\.?|[IVX]{1,5}\.)\s+[A-ZА-ЯЁ][^.!?]{1,80}$")
-_PAGE_NUMBER = re.compile(r"^(?:[-–—]\s*)?(?:page\s+|стр\.\s*|с\.\s*)?\d{1,4}(?:\s*[-–—])?$", re.IGNORECASE)
-MARGIN_SHARE = 0.08  # of the page's height: the top and bottom margins, where page numbers sit
-_TITLE_HEIGHT = 1.3  # a short group this much taller than body lines is a title
-# The tallest such title high on the first page is the document's title. Detector boxes carry a
-# margin, so a title set 1.8 times the body size measures about 1.4 times as tall.
+LONG_LINE = 20  # widths of a line height: a line of running text, some 40 characters or more
 
 
 # ---------------------------------------------------------------- regions and lines
@@ -55,7 +57,22 @@ def _resolve_overlaps(regions: Sequence[Region]) -> list[Region]:
             log.debug("dropping overlapped layout region %s %s", region.label, region.bbox)
             continue
         kept.append(region)
-    return kept
+    return [r for r in kept if not _is_loose(r, kept)]
+
+
+def _is_loose(region: Region, regions: Sequence[Region]) -> bool:
+    """A text region drawn around paragraphs the model also found one by one. Its other lines lie
+    above, between and below those paragraphs: as one block they would be read all before (or
+    after) them. Without it they are loose lines, grouped into paragraphs where they lie."""
+    if region.label != "text":
+        return False
+    return any(
+        other is not region
+        and other.label == "text"
+        and covered(other.bbox, region.bbox) >= 0.8
+        and area(other.bbox) < area(region.bbox)
+        for other in regions
+    )
 
 
 def _confidence(region: Region) -> float:
@@ -89,14 +106,14 @@ def _assign_lines(
 
 
 def _region_blocks(
-    rgb: np.ndarray, region: Region, lines: list[TextLine], body_h: float, read_text: TextReader | None
+    rgb: np.ndarray, region: Region, lines: list[TextLine], body_h: float, readers: TableReaders
 ) -> tuple[list[Block], list[TextLine]]:
     """The block of one region, and the lines it had that turned out not to belong to it."""
-    if region.label in {"header", "footer"} and _taller_than_body(lines, body_h):
+    if region.label in {"header", "footer"} and taller_than_body(lines, body_h):
         # Running heads are small print; a big line near the top edge is a title the model mislabelled.
         region = Region("text", region.bbox, region.score)
     if region.label == "table":
-        return _table_block(rgb, region, lines, read_text)
+        return _table_block(rgb, region, lines, readers)
     if region.label in PICTURE_LABELS and not _mostly_text(region.bbox, lines):
         # A picture's text (a chart's labels, a letter the model took for a figure) was read and
         # must not vanish: its lines go on as text. Blank paper is no picture to crop.
@@ -112,10 +129,15 @@ def _region_blocks(
 
 
 def _table_block(
-    rgb: np.ndarray, region: Region, lines: list[TextLine], read_text: TextReader | None
+    rgb: np.ndarray, region: Region, lines: list[TextLine], readers: TableReaders
 ) -> tuple[list[Block], list[TextLine]]:
-    table = recognise_table(rgb, region.bbox, lines, read_text)
+    table = recognise_table(rgb, region.bbox, lines, *readers)
     if table is None:
+        parts = side_by_side(rgb, region.bbox, lines) if lines else []
+        if len(parts) > 1:
+            return [
+                _block("table", union([ln.bbox for ln in part]), part, region.score) for part in parts
+            ], []
         return [_block("table", region.bbox, lines, region.score)], []
     inside, outside = split_table_lines(table, lines)
     bbox = union([region.bbox, *(c.bbox for c in table.cells if c.bbox)])
@@ -138,10 +160,6 @@ def _mostly_text(bbox: BBox, lines: Sequence[TextLine]) -> bool:
     """Lines covering half a "figure" make it a text region the model mistook (a chart's labels
     cover far less); its text must not vanish as a picture's."""
     return sum(area(ln.bbox) for ln in lines) >= 0.5 * area(bbox)
-
-
-def _taller_than_body(lines: Sequence[TextLine], body_h: float) -> bool:
-    return bool(lines) and body_h > 0 and median_line_height(lines) >= _TITLE_HEIGHT * body_h
 
 
 def _block(label: str, bbox: BBox, lines: list[TextLine], score: float | None = None) -> Block:
@@ -195,14 +213,24 @@ def _paragraph_gap_limit(lines: Sequence[TextLine]) -> float:
 
 
 def _belong_together(a: BBox, b: BBox, gap_limit: float) -> bool:
-    ha, hb = box_height(a), box_height(b)
-    if max(ha, hb) > 1.3 * min(ha, hb):
+    if not _same_size(a, b):
         return False
-    h = min(ha, hb)
+    h = min(box_height(a), box_height(b))
     v_overlap = min(a[3], b[3]) - max(a[1], b[1])
     if v_overlap >= 0.5 * h:  # one row: pieces a detector split at a wide space (not a gutter)
         return -x_overlap(a, b) <= 0.8 * h
     return -v_overlap <= gap_limit * h and x_overlap(a, b) > 0
+
+
+def _same_size(a: BBox, b: BBox) -> bool:
+    """Lines set in one size. Two long lines of about one width are, even where one box is much
+    taller: a speck, an underline or a descender run makes a typescript's line box taller, not its
+    type. (A title is short, or set apart by more than a line's gap.)"""
+    (ha, hb), (wa, wb) = (box_height(a), box_height(b)), (a[2] - a[0], b[2] - b[0])
+    if max(ha, hb) <= 1.3 * min(ha, hb):
+        return True
+    long_lines = min(wa, wb) >= LONG_LINE * min(ha, hb) and min(wa, wb) >= 0.7 * max(wa, wb)
+    return long_lines and max(ha, hb) <= 2 * min(ha, hb)
 
 
 def _attach_or_add(blocks: list[Block], group: list[TextLine], body_h: float) -> None:
@@ -223,66 +251,6 @@ def _attach_or_add(blocks: list[Block], group: list[TextLine], body_h: float) ->
     blocks.append(_block("text", box, group))
 
 
-def _unmark_lone_headers(blocks: list[Block]) -> None:
-    """A page with a header and no body has no header: it is a short page's text (the layout model
-    takes a lone line near the top for a running head). Footers stay: mostly page numbers."""
-    if any(b.label not in MARGINAL_LABELS for b in blocks):
-        return
-    for block in blocks:
-        if block.label == "header":
-            block.label = "text"
-
-
-# ---------------------------------------------------------------- titles
-
-
-def _label_titles(blocks: list[Block], body_h: float, page_index: int, page_h: int) -> None:
-    for block in blocks:
-        if block.label == "text" and _is_page_number(block, page_h):
-            block.label = "number"
-        elif block.label in ("text", "header") and _looks_like_title(block, body_h):
-            block.label = "paragraph_title"
-        elif block.label == "paragraph_title" and not _could_be_title(block):
-            block.label = "text"  # the model's "title" on a long block or a sentence
-    if page_index == 0:
-        _promote_doc_title(blocks, body_h, page_h)
-
-
-def _looks_like_title(block: Block, body_h: float) -> bool:
-    """A short block set bigger than the body, or a numbered section heading ("1. Introduction",
-    "2.3 Results") on a line of its own, which is a title whatever its size (not so a numbered
-    list item: that is a sentence, ending with a full stop)."""
-    if not _could_be_title(block):
-        return False
-    if block.label == "header":  # a running head is small print: only size makes it a title
-        return _taller_than_body(block.lines, body_h)
-    text = lines_text(block.lines)
-    numbered = len(order_lines(block.lines)) == 1 and _SECTION_HEADING.match(text) is not None
-    return numbered or _taller_than_body(block.lines, body_h)
-
-
-def _could_be_title(block: Block) -> bool:
-    return len(order_lines(block.lines)) <= 2 and len(lines_text(block.lines)) <= 200
-
-
-def _is_page_number(block: Block, page_h: int) -> bool:
-    """A lone number (or "- 12 -", "Page 3") in the top or bottom margin of the page."""
-    near_edge = block.bbox[3] < MARGIN_SHARE * page_h or block.bbox[1] > (1 - MARGIN_SHARE) * page_h
-    return near_edge and _PAGE_NUMBER.match(lines_text(block.lines).strip()) is not None
-
-
-def _promote_doc_title(blocks: list[Block], body_h: float, page_h: int) -> None:
-    """The top-most of the largest titles, in the upper half of the first page, clearly bigger than body."""
-    titles = [b for b in blocks if b.label == "paragraph_title" and b.lines]
-    if not titles or body_h <= 0:
-        return
-    tallest = max(median_line_height(b.lines) for b in titles)
-    candidates = [b for b in titles if median_line_height(b.lines) >= 0.9 * tallest]
-    top = min(candidates, key=lambda b: b.bbox[1])
-    if top.bbox[1] < page_h / 2 and median_line_height(top.lines) >= _TITLE_HEIGHT * body_h:
-        top.label = "doc_title"
-
-
 def build_blocks(
     rgb: np.ndarray,
     regions: Sequence[Region],
@@ -290,6 +258,7 @@ def build_blocks(
     *,
     page_index: int = 0,
     read_text: TextReader | None = None,
+    read_cell: CellReader | None = None,
 ) -> list[Block]:
     """Blocks of one page from layout regions and OCR lines, every line in exactly one block.
 
@@ -303,13 +272,13 @@ def build_blocks(
     body_h = _body_linebox_height(regions, by_region, orphans)
     blocks: list[Block] = []
     for region, its_lines in zip(regions, by_region, strict=True):
-        made, leftover = _region_blocks(rgb, region, its_lines, body_h, read_text)
+        made, leftover = _region_blocks(rgb, region, its_lines, body_h, (read_text, read_cell))
         blocks.extend(made)
         orphans.extend(leftover)
     for group in group_lines(orphans):
         _attach_or_add(blocks, group, body_h)
-    _unmark_lone_headers(blocks)
-    _label_titles(blocks, body_h, page_index, height)
+    unmark_false_headers(blocks)
+    label_titles(blocks, body_h, page_index, height)
     return _finish(blocks, body_h)
 
 

@@ -28,11 +28,13 @@ LineReader = Callable[[np.ndarray], list[TextLine]]
 class PageOCR:
     """An engine's OCR, as the layout stage calls it: `read_lines` reads the whole page,
     `read_crop` a layout region the page pass found empty, `read_text` one line piece of a table
-    cell (see `build_blocks`)."""
+    cell, `read_cell` a whole table cell, where the engine reads cells better alone (see
+    `build_blocks`)."""
 
     read_lines: LineReader
     read_crop: LineReader
     read_text: TextReader | None = None
+    read_cell: LineReader | None = None
 
 
 def analyse_page(
@@ -49,7 +51,9 @@ def analyse_page(
     regions = layout.detect(level)
     lines += reread_empty_regions(level, regions, lines, ocr.read_crop)
     laid_out = time.perf_counter()
-    blocks = build_blocks(level, regions, lines, page_index=page_index, read_text=ocr.read_text)
+    blocks = build_blocks(
+        level, regions, lines, page_index=page_index, read_text=ocr.read_text, read_cell=ocr.read_cell
+    )
     log.debug(
         "page %s: %s lines in %.2f s, %s regions in %.2f s, %s blocks in %.2f s (skew %.1f°)",
         page_index,

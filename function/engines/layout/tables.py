@@ -3,34 +3,59 @@
 from __future__ import annotations
 
 import logging
+import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import cv2
 import numpy as np
 
 from function.document import BBox, Cell, Table, TextLine
 from function.engines.layout.geometry import box_height, clip, covered, grow, median_line_height
-from function.engines.layout.order import lines_text
+from function.engines.layout.order import lines_text, order_lines
 
 log = logging.getLogger(__name__)
 
 MIN_PIECES_SHARE = 0.7  # of a line's characters its cell-by-cell re-reads must keep
+BAND_ROWS = 3  # text rows a "cell" holds, next to another such, when rules between rows are missing
 
 # Recognises the one line of text in an RGB crop: (text, score). Used for the pieces of an OCR
 # line that runs across a table rule, one piece per cell.
 TextReader = Callable[[np.ndarray], tuple[str, float | None]]
+# Reads the text lines of an RGB crop (a whole table cell); boxes in the crop's pixels.
+CellReader = Callable[[np.ndarray], list[TextLine]]
+CELL_INSET = 3  # pixels a cell's crop keeps off its rules
+FRAME_GAP = 3  # times the usual gap between columns' cells: between two tables' frames
 
 
 def recognise_table(
-    rgb: np.ndarray, bbox: BBox, lines: Sequence[TextLine], read_text: TextReader | None = None
+    rgb: np.ndarray,
+    bbox: BBox,
+    lines: Sequence[TextLine],
+    read_text: TextReader | None = None,
+    read_cell: CellReader | None = None,
 ) -> Table | None:
     """The cell grid of a ruled table (rows, columns, spans), filled with the OCR lines inside it.
 
     The grid comes from the table's drawn rules (OpenCV morphology). None when no grid of at least
     2 x 2 cells is found (a borderless table): the caller keeps the block as text. An OCR line that
     runs across a rule is cut at it, and with `read_text` each piece is recognised again; without
-    it the whole line goes to the cell holding most of it.
+    it the whole line goes to the cell holding most of it. With `read_cell`, every cell with ink in
+    it is read anew on its own, and what that finds replaces what the page's lines gave it.
     """
+    table = _ruled_grid(rgb, bbox, lines)
+    if table is None or _rows_unruled(table, lines):
+        return None
+    # Cells read whole make reading the pieces of lines across them one by one redundant.
+    unsure = _fill_cells(table, lines, rgb, None if read_cell else read_text)
+    if read_cell is not None:
+        _reread_cells(table, unsure, rgb, read_cell)
+    return table
+
+
+def _ruled_grid(rgb: np.ndarray, bbox: BBox, lines: Sequence[TextLine]) -> Table | None:
+    """The grid the rules draw, empty."""
     line_h = median_line_height(lines) or 20.0
     pad = round(0.5 * line_h)
     height, width = rgb.shape[:2]
@@ -38,10 +63,79 @@ def recognise_table(
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
     boxes = [(a + x0, b + y0, c + x0, d + y0) for a, b, c, d in _cell_boxes(rgb[y0:y1, x0:x1], line_h)]
-    table = _grid(boxes, tol=max(6.0, 0.5 * line_h))
-    if table is not None:
-        _fill_cells(table, lines, rgb, read_text)
-    return table
+    return _grid(boxes, tol=max(6.0, 0.5 * line_h))
+
+
+def side_by_side(rgb: np.ndarray, bbox: BBox, lines: Sequence[TextLine]) -> list[list[TextLine]]:
+    """A table region's lines split where tables stand side by side, each in a frame of its own
+    (a strip of paper between their rules, wider than the rules between columns): one list per
+    table, read one after the other. One list where the region holds one table."""
+    table = _ruled_grid(rgb, bbox, lines)
+    cuts = _frame_gaps(table, lines) if table else []
+    parts: list[list[TextLine]] = [[] for _ in range(len(cuts) + 1)]
+    for line in lines:
+        parts[sum((line.bbox[0] + line.bbox[2]) / 2 > cut for cut in cuts)].append(line)
+    return [part for part in parts if part]
+
+
+def _frame_gaps(table: Table, lines: Sequence[TextLine]) -> list[float]:
+    """x of the column boundaries where the columns with text on either side stand far apart
+    (two frames, maybe with an empty strip of paper between them that the rules also enclose)."""
+    spans = [_column_span(table, col) for col in range(table.n_cols)]
+    centres = [(ln.bbox[0] + ln.bbox[2]) / 2 for ln in lines]
+    used = [span for span in spans if span and any(span[0] <= x <= span[1] for x in centres)]
+    gaps = [(right[0] - left[1], (left[1] + right[0]) / 2) for left, right in pairwise(used)]
+    if not gaps:
+        return []
+    typical = statistics.median(gap for gap, _ in gaps)
+    least = 0.5 * (median_line_height(lines) or 20.0)
+    return [x for gap, x in gaps if gap >= max(FRAME_GAP * typical, least)]
+
+
+def _column_span(table: Table, col: int) -> tuple[int, int] | None:
+    boxes = [c.bbox for c in table.cells if c.bbox and c.col == col and c.colspan == 1]
+    return (min(b[0] for b in boxes), max(b[2] for b in boxes)) if boxes else None
+
+
+def _reread_cells(table: Table, unsure: set[int], rgb: np.ndarray, read_cell: CellReader) -> None:
+    """The cells the page's lines filled badly, each read on its own: Tesseract's page pass reads
+    across a ruled table's rules (one line through four cells) and drops lone numbers in cells; a
+    cell alone is one small block. Cells a line lay wholly inside keep it (a read costs ~40 ms)."""
+    for i, cell in enumerate(table.cells):
+        if cell.bbox is None or i not in unsure:
+            continue
+        x0, y0, x1, y1 = grow(cell.bbox, -CELL_INSET)
+        if x1 - x0 < 8 or y1 - y0 < 8 or not _has_ink(rgb[y0:y1, x0:x1]):
+            continue
+        text = lines_text(read_cell(np.ascontiguousarray(rgb[y0:y1, x0:x1])))
+        if text.strip():
+            cell.text = text
+
+
+def _has_ink(crop: np.ndarray) -> bool:
+    gray = crop.mean(axis=2) if crop.ndim == 3 else crop
+    return bool((gray < 128).any())
+
+
+def _rows_unruled(table: Table, lines: Sequence[TextLine]) -> bool:
+    """Whether the rules drawn are not the cells' but bands' and columns': a financial table ruled
+    only every few rows. Then most of its text sits in "cells" of several text rows each, beside
+    others of several rows in the same band, and a grid would read each band column by column;
+    read as rows of text, its rows come out whole. (A cell whose text wraps has neighbours of
+    one line.) A line reaching across cells counts in each."""
+    per_cell: list[list[TextLine]] = [[] for _ in table.cells]
+    for line in lines:
+        for i in _cells_crossed(line, table.cells):
+            per_cell[i].append(line)
+    tall = [len(order_lines(ls)) >= BAND_ROWS for ls in per_cell]
+    tall_per_row = Counter(cell.row for cell, t in zip(table.cells, tall, strict=True) if t)
+    banded = {
+        id(line)
+        for cell, ls, t in zip(table.cells, per_cell, tall, strict=True)
+        if t and tall_per_row[cell.row] >= 2
+        for line in ls
+    }
+    return len(banded) > 0.5 * len({id(line) for ls in per_cell for line in ls})
 
 
 def _cell_boxes(crop: np.ndarray, line_h: float) -> list[BBox]:
@@ -131,19 +225,31 @@ def split_table_lines(table: Table, lines: Sequence[TextLine]) -> tuple[list[Tex
     inside: list[TextLine] = []
     outside: list[TextLine] = []
     for line in lines:
-        (inside if _best_cell(line, table.cells)[1] >= 0.3 else outside).append(line)
+        (inside if _inside(line, table.cells) else outside).append(line)
     return inside, outside
+
+
+def _inside(line: TextLine, cells: Sequence[Cell]) -> bool:
+    """Mostly in one cell, or in several: a line Tesseract read across the rules of a row."""
+    return (
+        _best_cell(line, cells)[1] >= 0.3 or sum(covered(line.bbox, c.bbox) for c in cells if c.bbox) >= 0.5
+    )
 
 
 def _fill_cells(
     table: Table, lines: Sequence[TextLine], rgb: np.ndarray, read_text: TextReader | None
-) -> None:
+) -> set[int]:
+    """Cells filled with the lines inside them; returns the cells left unsure: empty, or reached by
+    a line that runs across rules."""
     per_cell: list[list[TextLine]] = [[] for _ in table.cells]
+    across: set[int] = set()
     for line in lines:
-        best, share = _best_cell(line, table.cells)
-        if share < 0.3:
+        best = _best_cell(line, table.cells)[0]
+        if not _inside(line, table.cells):
             continue
         crossed = _cells_crossed(line, table.cells)
+        if len(crossed) > 1:
+            across.update(crossed)
         pieces = _pieces(line, crossed, rgb, read_text) if len(crossed) > 1 and read_text else []
         if not _kept_the_text(line, pieces):  # re-reads that came back (nearly) empty
             pieces = []
@@ -151,6 +257,7 @@ def _fill_cells(
             per_cell[i].append(piece)
     for cell, its_lines in zip(table.cells, per_cell, strict=True):
         cell.text = lines_text(its_lines)
+    return across | {i for i, its_lines in enumerate(per_cell) if not its_lines}
 
 
 def _kept_the_text(line: TextLine, pieces: Sequence[tuple[int, TextLine]]) -> bool:
