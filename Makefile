@@ -50,12 +50,15 @@ run: system-deps $(VENV)/.cpu $(ZLIB_NG)
 # The rooms' import contract and the types of function/ (pyproject.toml), then the suite with the
 # coverage gate on function/ (COVERAGE_MIN percent of its lines run by the tests in this process;
 # 84.5% measured: the server subprocesses, the CLI and the paddle venv's run are not counted).
+# Two pytest-xdist workers, each module run whole by one of them (its servers start once): much of
+# the suite waits on server processes, sockets and timeouts, which the other worker's tests fill.
 COVERAGE_MIN ?= 83
+PYTEST_WORKERS ?= 2
 test: system-deps $(VENV)/.dev $(PVENV)/.paddle $(ZLIB_NG)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "not paddle" --cov=function --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_MIN)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not paddle" --cov=function --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_MIN)
 	$(PVENV)/bin/python -m pytest -q -m paddle tests/test_engine_paddleocr_vl.py
 
 lint: $(VENV)/.dev

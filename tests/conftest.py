@@ -130,6 +130,7 @@ def installed_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     it: its `ocr-function` command runs from any directory. The venv reads its dependencies from the
     test venv's site-packages (a .pth file) instead of downloading them again, and builds without
     isolation (setuptools and wheel from requirements-dev.txt)."""
+    import fcntl
     import subprocess
     import sys
     import sysconfig
@@ -143,8 +144,13 @@ def installed_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout.strip()  # fmt: skip
     dev_site = sysconfig.get_paths()["purelib"]
     (Path(site) / "dev-venv.pth").write_text(f"import site; site.addsitedir({dev_site!r})\n")
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    # One install at a time: it writes ocr_function.egg-info into the checkout, and under pytest-xdist
+    # (make test) another worker may be installing too. The lock file lies in the run's temporary
+    # folder, which the workers share.
+    with open(tmp_path_factory.getbasetemp().parent / "installed_bin.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
+            check=True, capture_output=True,
+        )  # fmt: skip
     return venv / "bin"

@@ -59,8 +59,8 @@ def test_the_page_loads_nothing_from_elsewhere_and_has_a_favicon(server: Functio
 
 
 def test_the_page_can_be_turned_off(tmp_path: Path) -> None:
-    env = {"OCR_STORE": f"file://{tmp_path}/out", "OCR_TRY_PAGE": "false"}
-    with FunctionServer(env, tmp_path / "log") as srv:
+    """Routing, so in process with the FAKE engine (tests/fakes.py) rather than a server of its own."""
+    with app_server({"OCR_TRY_PAGE": "false"}, tmp_path / "out") as srv:
         resp = requests.get(srv.url + "/", timeout=10)
         icon = requests.get(srv.url + "/favicon.ico", timeout=10)
     assert resp.status_code == 405 and resp.json()["error"]["code"] == "method_not_allowed"

@@ -65,6 +65,7 @@ MB = 1024 * 1024
 class Plan:
     engine: str
     quick: bool
+    light: bool  # light pages instead of prose ones (--quick: a smoke run, where OCR time is not looked at)
     rounds: int
     dpi: int
     pdf_pages: int
@@ -89,7 +90,9 @@ class Plan:
     def from_args(cls, argv: Sequence[str] | None = None) -> Plan:
         p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
         p.add_argument("--engine", default="rapidocr", choices=["rapidocr", "tesseract"])
-        p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke run for CI")
+        p.add_argument(
+            "--quick", action="store_true", help="tiny sizes, light pages, one round: a smoke run for CI"
+        )
         p.add_argument("--rounds", type=int, help="rounds of each interleaved comparison (default 3)")
         p.add_argument("--pdf-pages", type=int, help="pages of the multi-page PDF (default 10)")
         p.add_argument("--long-pages", type=int, help="pages of the long light PDF (default 200)")
@@ -117,15 +120,16 @@ class Plan:
         return cls(
             engine=a.engine,
             quick=quick,
+            light=quick,
             rounds=a.rounds or (1 if quick else 3),
             dpi=a.dpi or (100 if quick else 200),
             pdf_pages=a.pdf_pages or (2 if quick else 10),
-            long_pages=a.long_pages or (4 if quick else 200),
+            long_pages=a.long_pages or (2 if quick else 200),
             par_pages=a.par_pages or (2 if quick else 6),
             clients=[1, 2] if quick else sorted({1, 2, cpus, 2 * cpus}),
             slots=cpus,
             cache_hits=3 if quick else 15,
-            warm_reads=1 if quick else 3,
+            warm_reads=0 if quick else 3,  # quick: nothing timed is looked at
             cold_rounds=1 if quick else a.rounds or 3,
             processes=not (quick or a.no_processes),
             sections=[s for s in SECTIONS if s in sections],
@@ -215,7 +219,7 @@ class Bench:
         try:
             ready = srv.wait_ready()
             split = srv.startup()
-            doc = image_doc(self.plan.engine, self.plan.dpi)
+            doc = image_doc(self.plan.engine, self.plan.dpi, light=self.plan.light)
             session = requests.Session()
             first = post(session, srv.url, doc.filename, doc.data).seconds
             second = post(session, srv.url, doc.filename, doc.data).seconds
@@ -227,7 +231,10 @@ class Bench:
         """The 1-page image and the multi-page PDF, made once (a PDF's bytes carry its creation time)."""
         if not self._docs:
             plan = self.plan
-            self._docs = [image_doc(plan.engine, plan.dpi), pdf_doc(plan.engine, plan.pdf_pages, plan.dpi)]
+            self._docs = [
+                image_doc(plan.engine, plan.dpi, light=plan.light),
+                pdf_doc(plan.engine, plan.pdf_pages, plan.dpi, light=plan.light),
+            ]
         return self._docs
 
     def seq(self) -> None:
@@ -279,7 +286,7 @@ class Bench:
 
     def par(self) -> None:
         plan = self.plan
-        docs = [image_doc(plan.engine, plan.dpi, seed) for seed in range(plan.par_pages)]
+        docs = [image_doc(plan.engine, plan.dpi, seed, light=plan.light) for seed in range(plan.par_pages)]
         pages = [d.pages()[0] for d in docs]
         function = f"function: OCR_CONCURRENCY={plan.slots}"
         rounds: list[dict[str, Any]] = []

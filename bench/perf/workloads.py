@@ -8,7 +8,7 @@ gets — rendered before the clock starts, as a bare engine would be handed imag
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from PIL import Image
@@ -67,30 +67,33 @@ def text_pages(count: int, dpi: int, lang: str) -> list[Image.Image]:
     return [makers[k % 3](k).image for k in range(count)]
 
 
+def light_page(k: int, dpi: int) -> Image.Image:
+    """A light page: a title and three short lines (a cover letter's worth of ink), distinct per `k`."""
+    lines = [f"Line {n + 1} of page {k + 1}: a few plain words here." for n in range(LIGHT_LINES)]
+    return page_with_text(lines, title=f"Page {k + 1}", dpi=dpi).image
+
+
 def light_pages(count: int, dpi: int) -> list[Image.Image]:
-    """Light pages: a title and three short lines each (a cover letter's worth of ink), distinct."""
-    return [
-        page_with_text(
-            [f"Line {n + 1} of page {k + 1}: a few plain words here." for n in range(LIGHT_LINES)],
-            title=f"Page {k + 1}",
-            dpi=dpi,
-        ).image
-        for k in range(count)
-    ]
+    return [light_page(k, dpi) for k in range(count)]
 
 
-def image_doc(engine: str, dpi: int, seed: int = 0) -> Workload:
-    page = english_page(seed, dpi, lang=_lang(engine)).image
+def image_doc(engine: str, dpi: int, seed: int = 0, *, light: bool = False) -> Workload:
+    """One A4 page of prose, or with `light` a light one (`--quick`: OCR time is not looked at)."""
+    page = light_page(seed, dpi) if light else english_page(seed, dpi, lang=_lang(engine)).image
+    kind = "light A4 page (a title and 3 short lines)" if light else "A4 prose page"
     return Workload(
         f"image-1#{seed}" if seed else "image-1",
         f"page-{seed}.png",
         _png(page),
         dpi,
-        f"a PNG of one A4 prose page at {dpi} dpi ({page.width}x{page.height})",
+        f"a PNG of one {kind} at {dpi} dpi ({page.width}x{page.height})",
     )
 
 
-def pdf_doc(engine: str, pages: int, dpi: int) -> Workload:
+def pdf_doc(engine: str, pages: int, dpi: int, *, light: bool = False) -> Workload:
+    """A multi-page PDF of text pages, or with `light` of light ones."""
+    if light:
+        return replace(light_pdf(pages, dpi), name=f"pdf-{pages}", filename=f"doc-{pages}.pdf")
     return Workload(
         f"pdf-{pages}",
         f"doc-{pages}.pdf",
