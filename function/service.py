@@ -115,7 +115,9 @@ class Service:
         """The document opened (page count, selection) and keyed (engine, options): its result prefix."""
         timings = timings or Timings()
         with timings.stage("open"):
-            pages = open_pages(job.source.data, job.options, self.settings, job.deadline)
+            # No deadline yet: opening (bounded by OCR_RENDER_TIMEOUT_SEC) and the first page are part
+            # of every run, so that each retry gets further (see _within).
+            pages = open_pages(job.source.data, job.options, self.settings)
         with timings.stage("wait_engine"):
             engine = self.engine()
         source = describe(job.source, pages, engine, job.options)
