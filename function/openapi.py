@@ -37,6 +37,8 @@ RAW_BODY_TYPES = [*MEDIA_TYPES, "application/octet-stream"]
 # Whoever may call: no key (OCR_API_KEYS unset), a bearer token, or the older clients' X-API-Key.
 OPTIONAL_AUTH: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}, {"apiKeyHeader": []}]
 OPEN: list[dict[str, list[str]]] = []
+# What a 202 may carry: an async job, a skipped event, a chunk read, a long document sent on as a job.
+ACCEPTED = ("Job", "EventSkipped", "ChunkPending", "JobAccepted", "EventBatch")
 
 
 @lru_cache(maxsize=1)
@@ -129,46 +131,28 @@ def operation(
 
 
 def _parameters() -> dict[str, Any]:
-    params: dict[str, Any] = {
-        name: {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in OPTIONS.items()
-    }
-    params["filename"] = {
-        "name": "filename",
-        "in": "query",
-        "required": False,
-        "description": "The file name of a raw body (else from Content-Disposition)",
-        "schema": FILENAME,
-    }
-    params["X-Request-Id"] = {
-        "name": "X-Request-Id",
-        "in": "header",
-        "required": False,
-        "description": "Used as the request id if it is a token of 1-128 [A-Za-z0-9_.:-]; else a new one",
-        "schema": string(pattern="^[A-Za-z0-9_.:-]{1,128}$"),
-    }
-    params["Prefer"] = {
-        "name": "Prefer",
-        "in": "header",
-        "required": False,
-        "description": "respond-async (RFC 7240): 202 at once with a job to poll at Location",
-        "schema": string(),
-    }
-    params["Job"] = {
-        "name": "job_id",
-        "in": "path",
-        "required": True,
-        "description": "The job_id a 202 answer gave",
-        "schema": string(),
-    }
-    params["Content-Disposition"] = {
-        "name": "Content-Disposition",
-        "in": "header",
-        "required": False,
-        "description": "The file name of a raw body, e.g. attachment; filename=scan.pdf",
-        "schema": string(),
-    }
+    params: dict[str, Any] = {name: _param(name, "query", schema) for name, schema in OPTIONS.items()}
+    params["filename"] = _param(
+        "filename", "query", FILENAME, "The file name of a raw body (else from Content-Disposition)"
+    )
+    params["X-Request-Id"] = _param(
+        "X-Request-Id",
+        "header",
+        string(pattern="^[A-Za-z0-9_.:-]{1,128}$"),
+        "Used as the request id if it is a token of 1-128 [A-Za-z0-9_.:-]; else a new one",
+    )
+    params["Prefer"] = _param(
+        "Prefer", "header", string(), "respond-async (RFC 7240): 202 at once with a job to poll at Location"
+    )
+    params["Job"] = {**_param("job_id", "path", string(), "The job_id a 202 answer gave"), "required": True}
+    disposition = "The file name of a raw body: attachment; filename=scan.pdf"
+    params["Content-Disposition"] = _param("Content-Disposition", "header", string(), disposition)
     return params
+
+
+def _param(name: str, where: str, schema: Schema, description: str | None = None) -> dict[str, Any]:
+    out = {"name": name, "in": where, "required": False, "schema": schema}
+    return out if description is None else {**out, "description": description}
 
 
 def _headers() -> dict[str, Any]:
@@ -241,15 +225,7 @@ def _ocr_operation(operation_id: str, path: str) -> dict[str, Any]:
                 "With Prefer: respond-async, the document's job (poll its Location); an event "
                 "acknowledged and skipped, a job's chunk read while others are missing, or (with a "
                 "broker) a long document an event names sent on as a job: no reply event",
-                {
-                    "oneOf": [
-                        ref("Job"),
-                        ref("EventSkipped"),
-                        ref("ChunkPending"),
-                        ref("JobAccepted"),
-                        ref("EventBatch"),
-                    ]
-                },
+                {"oneOf": [ref(name) for name in ACCEPTED]},
                 headers={
                     "Location": {"schema": string(), "description": "/jobs/{job_id} (async requests)"},
                     "Preference-Applied": {"schema": string(), "description": "respond-async"},
