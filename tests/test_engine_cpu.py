@@ -52,10 +52,7 @@ def test_a_russian_page_through_the_default_engine_comes_back_right(engine: CPUE
 
 
 def test_an_english_page_goes_to_rapidocr(engine: CPUEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    used: list[str] = []
-    for name in ("rapidocr", "tesseract"):
-        sub = getattr(engine, name)
-        monkeypatch.setattr(sub, "_page", _recording(sub._page, name, used))
+    used = _routes(engine, monkeypatch)
     truth = english_page(seed=5)
     doc = _read(engine, truth.image)
     assert used == ["rapidocr"]
@@ -63,10 +60,7 @@ def test_an_english_page_goes_to_rapidocr(engine: CPUEngine, monkeypatch: pytest
 
 
 def test_lang_still_decides(engine: CPUEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    used: list[str] = []
-    for name in ("rapidocr", "tesseract"):
-        sub = getattr(engine, name)
-        monkeypatch.setattr(sub, "_page", _recording(sub._page, name, used))
+    used = _routes(engine, monkeypatch)
     image = english_page(seed=6).image
     _read(engine, image, Options(lang="ru"))
     _read(engine, image, Options(lang="en"))
@@ -82,15 +76,21 @@ def test_a_page_osd_was_unsure_was_cyrillic_goes_by_its_text(
     """OSD's call is faked here (it called two real English scans Cyrillic at confidence 0.1 and
     1.4): an English page read as Cyrillic and English comes back Latin and is read again by
     RapidOCR; a Russian page read so stays with Tesseract."""
-    used: list[str] = []
-    for name in ("rapidocr", "tesseract"):
-        sub = getattr(engine, name)
-        monkeypatch.setattr(sub, "_page", _recording(sub._page, name, used))
+    used = _routes(engine, monkeypatch)
     monkeypatch.setattr(engine, "_script", lambda page: Script("Cyrillic", 0.5))
     truth = english_page(seed=seed) if lang == "en" else prose_page("ru", seed=seed)
     doc = _read(engine, truth.image)
     assert used == expected
     assert len(doc.pages) == 1 and cer(truth.text, _body(doc)) < 0.05
+
+
+def _routes(engine: CPUEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the sub-engines that read each page, in order, as the test goes on."""
+    used: list[str] = []
+    for name in ("rapidocr", "tesseract"):
+        sub = getattr(engine, name)
+        monkeypatch.setattr(sub, "_page", _recording(sub._page, name, used))
+    return used
 
 
 def _recording(page, name: str, used: list[str]):  # type: ignore[no-untyped-def]
