@@ -50,6 +50,11 @@ class Checkpoint:
         }
         return json.dumps(body, ensure_ascii=False).encode()
 
+    def document(self) -> Document:
+        """The page as the engine's `read` handed it over (its crops already stored, so not held)."""
+        markdown_pages = [self.markdown] if self.markdown is not None else []
+        return Document(pages=[self.page], warnings=list(self.warnings), markdown_pages=markdown_pages)
+
     @classmethod
     def from_json(cls, data: bytes, sha256: str) -> Checkpoint:
         body = json.loads(data)
@@ -107,19 +112,6 @@ def load(store: ResultStore, prefix: str, sha256: str, indices: Iterable[int]) -
             raise BrokenCheckpoint(
                 f"page {index + 1}'s stored result could not be read back; retry to read it again"
             ) from None
-
-
-def merge(checkpoints: Iterable[Checkpoint]) -> tuple[Document, list[dict[str, Any]]]:
-    """The document the pages make (images already stored: described, not held) and the engine's
-    Markdown pages, in the order given."""
-    document = Document(pages=[])
-    markdown_pages = []
-    for cp in checkpoints:
-        document.pages.append(cp.page)
-        document.warnings.extend(cp.warnings)
-        if cp.markdown is not None:
-            markdown_pages.append(cp.markdown)
-    return document, markdown_pages
 
 
 def _bbox(raw: Any) -> tuple[int, int, int, int] | None:

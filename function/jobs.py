@@ -102,7 +102,7 @@ class Jobs:
         failed one, or one not heard of for twice the deadline, is."""
         plan = self.service.prepare(Job.start(source, options, request_id, 0))
         plan.pages.close()
-        return self._submit(plan, source, options, request_id)
+        return self._submit(plan, source, options, request_id, self._done(plan, options))
 
     def fan_out(self, source: Source, options: Options, request_id: str) -> Record | None:
         """With a broker, a document of more than OCR_CHUNK_PAGES pages that an event names is not
@@ -113,22 +113,25 @@ class Jobs:
             return None
         plan = self.service.prepare(Job.start(source, options, request_id, 0))
         plan.pages.close()
-        done = not options.force and results.read(self.store, plan.prefix, plan.source.sha256, False)
-        if len(plan.pages.selected) <= size or done:
+        if len(plan.pages.selected) <= size or self._done(plan, options):
             return None
-        return self._submit(plan, source, options, request_id)
+        return self._submit(plan, source, options, request_id, False)
 
-    def _submit(self, plan: Plan, source: Source, options: Options, request_id: str) -> Record:
+    def _done(self, plan: Plan, options: Options) -> bool:
+        """Whether the document's result is stored already (and not to be read again: `force`)."""
+        return (
+            not options.force and results.read(self.store, plan.prefix, plan.source.sha256, False) is not None
+        )
+
+    def _submit(self, plan: Plan, source: Source, options: Options, request_id: str, done: bool) -> Record:
         ident = job_id(plan.prefix)
         known = self.read(ident)
-        done = not options.force and results.read(self.store, plan.prefix, plan.source.sha256, False)
         if known is not None and (done or (known.state in (QUEUED, RUNNING) and not self._stale(known))):
             return known
         stamp = results.now()
-        document = {**asdict(plan.source)}
         record = Record(
-            ident, plan.prefix, COMPLETED if done else QUEUED, document, len(plan.pages.selected),
-            options.fields(), source.input_type, request_id, stamp, stamp, cached=bool(done),
+            ident, plan.prefix, COMPLETED if done else QUEUED, asdict(plan.source), len(plan.pages.selected),
+            options.fields(), source.input_type, request_id, stamp, stamp, cached=done,
         )  # fmt: skip
         if done:  # read before (synchronously, say): a job that is complete from the start
             self._save(record)

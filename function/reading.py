@@ -105,23 +105,19 @@ def assemble(
 ) -> Stored:
     """The result the stored pages make: Markdown, JSON and, last, the manifest."""
     sha256 = plan.source.sha256
+    pages: list[Document] = []
     images: dict[str, dict[str, Any]] = {}
     layout: list[dict[str, Any]] = []
-
-    def gathered(cps: Iterable[Checkpoint]) -> Iterator[Checkpoint]:
-        for cp in cps:
+    with timings.stage("assemble"):
+        for cp in checkpoints.load(store, plan.prefix, sha256, plan.pages.selected):
+            pages.append(cp.document())
             images.update(cp.images)
             layout.extend([cp.layout] if cp.layout else [])
-            yield cp
-
-    with timings.stage("assemble"):
-        loaded = checkpoints.load(store, plan.prefix, sha256, plan.pages.selected)
-        document, markdown_pages = checkpoints.merge(gathered(loaded))
-        if markdown_pages:
-            document.markdown = plan.engine.join_markdown(markdown_pages)
         engine = plan.engine
         document = replace(
-            document, source=plan.source, engine=EngineInfo(engine.name, engine.version, engine.fingerprint)
+            engine.join(pages),
+            source=plan.source,
+            engine=EngineInfo(engine.name, engine.version, engine.fingerprint),
         )
     with timings.stage("render"):
         markdown = render_markdown(document)
