@@ -264,7 +264,8 @@ class Jobs:
                 log.warning("job %s: callback answered %d (try %d)", record.id, status, attempt + 1)
             except UpstreamFailed as exc:
                 log.warning("job %s: callback failed (try %d): %s", record.id, attempt + 1, exc.message)
-            time.sleep(2**attempt)
+            if attempt + 1 < CALLBACK_TRIES:  # no wait after the last try: nothing follows it
+                time.sleep(2**attempt)
         log.error("job %s: callback to its callback_url gave up after %d tries", record.id, CALLBACK_TRIES)
 
     def _signature(self, payload: bytes) -> dict[str, str]:
