@@ -1,6 +1,8 @@
 """Auth (in process through `create_app` with a fake engine), backpressure, deadlines, request logs
-and trace context against the real server, plus the admission queue in-process where thread timing
-must be exact."""
+and trace context against a real server process, plus the admission queue in-process where thread
+timing must be exact. The real processes run the FAKE engine (tests/fake_serve.py, each page taking
+OCR_FAKE_PAGE_SEC): what is tested surrounds recognition, and a page of known length makes the
+holder, the waiter and the deadline independent of how fast this machine reads."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from function.admission import Admission
 from function.errors import Busy
 from function.tracing import from_header
 from tests.conftest import engine_calls, pages_read
-from tests.fakes import AppServer, app_server
+from tests.fakes import AppServer, app_server, digest, fake_text
 from tests.server import FunctionServer
 from tests.synthetic import make_pdf, page_with_text
 
@@ -117,14 +119,14 @@ def test_health_and_contract_stay_open(keyed_server: AppServer) -> None:
 def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
     tmp = tmp_path_factory.mktemp("busy")
     env = {
-        "OCR_ENGINE": "rapidocr",
+        "OCR_FAKE_PAGE_SEC": "1.5",
         "OCR_STORE": f"file://{tmp}/output",
         "OCR_CONCURRENCY": "1",
         "OCR_QUEUE_SIZE": "1",
         "OCR_QUEUE_WAIT_SEC": "120",
         "THREADS": "6",
     }
-    with FunctionServer(env, tmp / "server.log") as srv:
+    with FunctionServer(env, tmp / "server.log", fake=True) as srv:
         yield srv
 
 
@@ -167,8 +169,8 @@ def test_the_same_document_sent_twice_at_once_is_read_once(busy_server: Function
 def test_the_deadline_stops_between_pages_with_504_and_keeps_them(tmp_path: Path) -> None:
     """A deadline overrun keeps the pages it read (checkpoints) and says so; each retry reads only
     the pages not yet stored, so the document is read once in all, however many tries it takes."""
-    env = {"OCR_STORE": f"file://{tmp_path}/output", "OCR_DEADLINE_SEC": "0.5"}
-    with FunctionServer(env, tmp_path / "server.log") as srv:
+    env = {"OCR_STORE": f"file://{tmp_path}/output", "OCR_DEADLINE_SEC": "0.5", "OCR_FAKE_PAGE_SEC": "1"}
+    with FunctionServer(env, tmp_path / "server.log", fake=True) as srv:
         document = pdf(4, "Late")
         resp = post_pdf(srv.url, document, "late.pdf", force=False)
         assert resp.status_code == 504, resp.text
@@ -207,7 +209,7 @@ def test_one_json_log_line_per_request_with_the_callers_trace(busy_server: Funct
     line = lines[0]
     assert line["trace_id"] == trace_id
     assert line["status"] == 200 and line["outcome"] == "success"
-    assert line["input_type"] == "multipart" and line["pages"] == 1 and line["engine"] == "rapidocr"
+    assert line["input_type"] == "multipart" and line["pages"] == 1 and line["engine"] == "fake"
     assert line["cached"] is False and {"open", "queue", "ocr", "store"} <= set(line["stages"])
 
 
@@ -281,7 +283,8 @@ def test_a_large_base64_form_field_is_read(busy_server: FunctionServer) -> None:
         timeout=300,
     )
     assert resp.status_code == 200, resp.text
-    assert "4711" in resp.json()["content"]["markdown"]
+    # The FAKE engine names the pixels it got: these are the whole field's, decoded.
+    assert f"{fake_text(*noisy.size)} {digest(noisy)}" in resp.json()["content"]["markdown"]
 
 
 # --- in-process: the admission queue and the trace header ----------------------------------------
