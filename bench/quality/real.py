@@ -55,8 +55,9 @@ DEVSET = ROOT.parent / "shared" / "devset"
 ENGINES = ("tesseract", "rapidocr", "cpu")
 BARE = {"tesseract": "tesseract-bare", "rapidocr": "rapidocr-bare"}
 LATIN_ONLY = frozenset({"rapidocr", "rapidocr-bare"})
-# The quick slice: one typewritten letter, one multi-column digital page, one modern Russian scan.
-QUICK = ("021_eng_ehri1943rationing", "008_eng_multicol11", "041_rus_gost7011")
+# The quick slice (CI): the lightest page of three kinds, so every reader runs in seconds: an
+# English scan, a digital Russian decree, an 18th-century Russian print.
+QUICK = ("015_eng_eurotext", "046_rus_decree842", "028_rus_c18_138f1c")
 GROUPS = ("lang", "subset", "layout")
 LANG_HINT = {"eng": "en", "rus": "ru"}
 
