@@ -1,6 +1,7 @@
 """Storage events as real sources send them: the payloads in tests/fixtures/events/ (taken from the
 producers' own repositories, README there), read in process, and POSTed to a real function process
-(functions-framework + gunicorn, rapidocr) that reads its objects from moto over HTTP, in a bucket
+(gunicorn, with the FAKE engine of tests/fake_serve.py: which object was read is told by its
+sha256, not by recognising it) that reads its objects from moto over HTTP, in a bucket
 with versioning on. Each server test asserts the documented status and which object was read (the
 reply's document sha256 against the bytes uploaded), and afterwards that the same worker process
 still answers /health/live."""
@@ -274,7 +275,7 @@ def vserver(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str, s3) ->
         "OCR_STORE": f"s3://{VBUCKET}/{RESULT_PREFIX}",
         "OCR_INPUT_BUCKETS": VBUCKET,
     }
-    with FunctionServer(env, tmp / "server.log") as srv:
+    with FunctionServer(env, tmp / "server.log", fake=True) as srv:
         yield srv
 
 
