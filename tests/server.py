@@ -47,7 +47,7 @@ class FunctionServer:
         # `serve` derives THREADS from admission (function/lifecycle.py) as the images do.
         threads = {} if serve else {"THREADS": "4"}
         engine = {"OCR_ENGINE": "fake"} if fake else {}
-        self.env = {**os.environ, "WORKERS": "1", **threads, "PYTHONUNBUFFERED": "1", **engine, **env}
+        self.env = {**os.environ, "WORKERS": "1", **threads, "PYTHONUNBUFFERED": "1", **env, **engine}
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 

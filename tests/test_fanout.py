@@ -1,5 +1,7 @@
 """Fan-out over the broker: two real function processes behind the test broker (tests/broker.py)
-read a 60-page PDF in chunks of 10, with results in S3 on a moto server over HTTP."""
+read a 60-page PDF in chunks of 10, with results in S3 on a moto server over HTTP. They run the FAKE
+engine (tests/fake_serve.py), each page taking OCR_FAKE_PAGE_SEC: what is tested is how the pages are
+shared and assembled; bench/fanout.py runs the same with the real engine."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from bench.fanout import (
 from tests.broker import Broker
 
 PARAMS = Params(pages=60, chunk_pages=10)
+FAKE_PAGE = {"OCR_FAKE_PAGE_SEC": "0.1"}  # long enough for both processes to take chunks
 
 
 def stored(s3: Any, uri: str) -> bytes:
@@ -47,13 +50,14 @@ def test_two_processes_read_a_long_pdf_once_a_page_with_the_result_of_one(
 ) -> None:
     s3 = fanout_bucket
     data = text_pdf(PARAMS.pages, PARAMS.dpi, tag="fan-out test")
-    with processes(1, function_env(PARAMS, moto_endpoint, "single"), tmp_path, None) as [single]:
+    single_env = {**function_env(PARAMS, moto_endpoint, "single"), **FAKE_PAGE}
+    with processes(1, single_env, tmp_path, None, fake=True) as [single]:
         reference = post_sync(single, data, "long.pdf")
         assert reference.status_code == 200, reference.text[:500]
         assert pages_read(single) == PARAMS.pages + 1  # and the warm-up page
 
-    env = function_env(PARAMS, moto_endpoint, "fanout")
-    with Broker(retry=3, backoff_delay=0.5) as broker, processes(2, env, tmp_path, broker) as servers:
+    env = {**function_env(PARAMS, moto_endpoint, "fanout"), **FAKE_PAGE}
+    with Broker(retry=3, backoff_delay=0.5) as broker, processes(2, env, tmp_path, broker, fake=True) as servers:
         before = [pages_read(s) for s in servers]
         job_id = submit_async(servers[0], data, "long.pdf")
         completed = completed_for(broker, job_id, timeout=900)
