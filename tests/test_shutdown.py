@@ -4,6 +4,10 @@ SIGTERM to the master of `python -m function serve`: the request in flight compl
 is stored, a new connection is refused at once, the process exits when the drain is done — and no
 later than `OCR_DRAIN_SEC`, which really bounds it. `OCR_RECYCLE_AFTER_DOCS`: the worker is
 replaced after N documents, and the next document is answered by the fresh one.
+
+The drain tests run the FAKE engine (tests/fake_serve.py) with pages of known length
+(OCR_FAKE_PAGE_SEC): what is tested is the request around the OCR, which must last a known while.
+The recycling test runs the real engine under the plain functions-framework command.
 """
 
 from __future__ import annotations
@@ -82,8 +86,8 @@ def refused(url: str) -> tuple[bool, float, str]:
 
 @pytest.mark.slow
 def test_sigterm_drains_the_request_in_flight_and_refuses_new_ones(tmp_path: Path) -> None:
-    env = {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp_path}/out", "OCR_DRAIN_SEC": "120"}
-    with FunctionServer(env, tmp_path / "server.log", serve=True) as srv:
+    env = {"OCR_FAKE_PAGE_SEC": "3", "OCR_STORE": f"file://{tmp_path}/out", "OCR_DRAIN_SEC": "120"}
+    with FunctionServer(env, tmp_path / "server.log", fake=True) as srv:
         assert srv.proc is not None
         call = Call(srv.url, pdf(1, seed=11), "drain.pdf")
         call.start()
@@ -124,8 +128,8 @@ def test_sigterm_drains_the_request_in_flight_and_refuses_new_ones(tmp_path: Pat
 @pytest.mark.slow
 def test_drain_stops_at_ocr_drain_sec(tmp_path: Path) -> None:
     """A request longer than the grace period is cut when it ends: OCR_DRAIN_SEC really is the bound."""
-    env = {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp_path}/out", "OCR_DRAIN_SEC": "1"}
-    with FunctionServer(env, tmp_path / "server.log", serve=True) as srv:
+    env = {"OCR_FAKE_PAGE_SEC": "5", "OCR_STORE": f"file://{tmp_path}/out", "OCR_DRAIN_SEC": "1"}
+    with FunctionServer(env, tmp_path / "server.log", fake=True) as srv:
         assert srv.proc is not None
         call = Call(srv.url, pdf(2, seed=21), "cut.pdf")
         call.start()
