@@ -109,13 +109,16 @@ def processes(
     count: int, env: dict[str, str], workdir: Path, broker: Broker | None, fake: bool = False
 ) -> Iterator[list[FunctionServer]]:
     """`count` ready function processes sharing `env`'s store; with a broker, each has K_SINK and is
-    a subscriber of it. `fake` (tests only) runs them with the FAKE engine of tests/fake_serve.py. Each runs in a session of its own: Linux's autogroup scheduling shares the
+    a subscriber of it. `fake` (tests only) runs them with the FAKE engine of tests/fake_serve.py.
+    Each runs in a session of its own: Linux's autogroup scheduling shares the
     CPU between sessions, so on a busy machine processes of one session would split one share, where
     pods on their own nodes do not."""
     sink = {"K_SINK": broker.url} if broker else {}
     with ExitStack() as stack:
         servers = [
-            FunctionServer({**env, **sink}, workdir / f"function-{i}.log", fake=fake, own_session=True).start()
+            FunctionServer(
+                {**env, **sink}, workdir / f"function-{i}.log", fake=fake, own_session=True
+            ).start()
             for i in range(count)
         ]
         for srv in servers:

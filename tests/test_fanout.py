@@ -57,7 +57,10 @@ def test_two_processes_read_a_long_pdf_once_a_page_with_the_result_of_one(
         assert pages_read(single) == PARAMS.pages + 1  # and the warm-up page
 
     env = {**function_env(PARAMS, moto_endpoint, "fanout"), **FAKE_PAGE}
-    with Broker(retry=3, backoff_delay=0.5) as broker, processes(2, env, tmp_path, broker, fake=True) as servers:
+    with (
+        Broker(retry=3, backoff_delay=0.5) as broker,
+        processes(2, env, tmp_path, broker, fake=True) as servers,
+    ):
         before = [pages_read(s) for s in servers]
         job_id = submit_async(servers[0], data, "long.pdf")
         completed = completed_for(broker, job_id, timeout=900)
