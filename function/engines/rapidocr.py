@@ -89,6 +89,11 @@ class RapidOCREngine(LayoutEngine):
         self.box_thresh = 0.5
         self.unclip_ratio = 1.6
         self.max_side_len = 2000  # longer pages are shrunk for OCR; boxes come back in page pixels
+        # The detector scales a page whose short side is under this up to it. rapidocr's 736 made a
+        # 560 x 110 strip 3,747 x 736 (3.2 s of detection, 0.2 s at its own size, the same words);
+        # 64 is PaddleOCR 3's own default (RapidOCR discussion #715). Every dev-set page is over
+        # 700 px on its short side, so pages read as before; small clear images are not blown up.
+        self.det_limit_side_len = 64
         # The 180-degree line classifier flips upright Latin lines it is unsure of (seen at 0.97
         # confidence on clean 150 dpi text), turning them into garbage; pages come upright.
         self.use_cls = False
@@ -168,6 +173,7 @@ class RapidOCREngine(LayoutEngine):
             "Global.use_cls": self.use_cls,
             "Det.box_thresh": self.box_thresh,
             "Det.unclip_ratio": self.unclip_ratio,
+            "Det.limit_side_len": self.det_limit_side_len,
             "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
@@ -179,10 +185,9 @@ class RapidOCREngine(LayoutEngine):
     def _warm_up(self, ocr: RapidOCR) -> None:
         """The first inference allocates onnxruntime's buffers; pay for that at load, not on a request.
 
-        Square and small: the detector scales a short side up to 736 px, so a 96 x 360 strip became
-        736 x 2760 and cost 1.1 s of cold start here; this costs 0.35 s. Either way the first full
-        page is some 0.4 s slower than the next (buffers sized for a page); only a full-page warm-up,
-        seconds long, would take that too (BENCHMARKS.md, "Function overhead")."""
+        Small, so it costs little cold start. The first full page is still some 0.4 s slower than the
+        next (buffers sized for a page); only a full-page warm-up, seconds long, would take that too
+        (BENCHMARKS.md, "Function overhead")."""
         image = np.full((192, 192, 3), 255, dtype=np.uint8)
         cv2.putText(image, "Warm 12", (20, 105), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
         try:
@@ -211,6 +216,7 @@ class RapidOCREngine(LayoutEngine):
             "box_thresh": self.box_thresh,
             "unclip_ratio": self.unclip_ratio,
             "max_side_len": self.max_side_len,
+            "det_limit_side_len": self.det_limit_side_len,
             **self.layout_settings(),
         }
 
