@@ -28,7 +28,7 @@ class Ops:
         rt = self.runtime
         body: dict[str, Any] = {
             "status": "ok",
-            "engine": rt.settings.engine,
+            "engine": rt.engine.name if rt.engine else rt.settings.engine,  # the one built
             "fingerprint": rt.engine.fingerprint if rt.engine else None,
             "ready": rt.ready,
             "reason": None if rt.ready else rt.not_ready_reason(),

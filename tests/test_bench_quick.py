@@ -46,16 +46,17 @@ def test_quick_benchmark_runs_every_section(tmp_path: Path) -> None:
         assert (out / f"{plot}-rapidocr.png").stat().st_size > 0
 
 
-def test_gpu_benchmark_script_runs_against_a_running_function(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """bench/gpu.py is meant for a GPU machine; the CPU function answers the same API."""
+def test_gpu_benchmark_script_runs_against_a_running_function(app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """bench/gpu.py is meant for a GPU machine; the function answers the same API whatever its
+    engine. Here the app in process with the FAKE engine (tests/fakes.py): the script is tested."""
     from bench import gpu
 
     out = tmp_path / "gpu.json"
-    argv = ["--target", f"cpu={server.url}", "--concurrency", "1,2", "--docs", "2", "--dpi", "72"]
+    argv = ["--target", f"cpu={app.url}", "--concurrency", "1,2", "--docs", "2", "--dpi", "72"]
     rows = gpu.main([*argv, "--warm", "0", "--out", str(out)])
     assert [(r["concurrency"], r["docs"], r["errors"]) for r in rows] == [(1, 2, 0), (2, 4, 0)]
     assert all(r["pages_per_sec"] > 0 and r["ocr_s_per_page"] > 0 for r in rows)
-    assert json.loads(out.read_text())["targets"]["cpu"]["engine"] == "rapidocr"
+    assert json.loads(out.read_text())["targets"]["cpu"]["engine"] == "fake"
 
 
 def test_allocator_benchmark_runs_and_the_preload_takes_effect() -> None:
