@@ -122,7 +122,7 @@ class Plan:
             quick=quick,
             light=quick,
             rounds=a.rounds or (1 if quick else 3),
-            dpi=a.dpi or (100 if quick else 200),
+            dpi=a.dpi or (72 if quick else 200),
             pdf_pages=a.pdf_pages or (2 if quick else 10),
             long_pages=a.long_pages or (2 if quick else 200),
             par_pages=a.par_pages or (2 if quick else 6),
