@@ -6,6 +6,10 @@ The request answers a retryable 502 with Retry-After quickly and leaves nothing 
 all no manifest.json, so no partial result is ever served as cached; the same request, or the same
 storage CloudEvent redelivered as a broker would, then completes, and the stored parts match the
 manifest's checksums. (A write failing between the parts and the manifest is in test_s3.py.)
+
+The function runs the FAKE engine (tests/fake_serve.py) with a page of known length
+(OCR_FAKE_PAGE_SEC): what is tested is the store failing around the OCR, which must last long
+enough to stop S3 in the middle of it, whatever this machine's speed.
 """
 
 from __future__ import annotations
@@ -128,13 +132,14 @@ def server(
         **s3_env(moto.endpoint, secret),
         "OCR_STORE": f"s3://{BUCKET}/{PREFIX}",
         "OCR_INPUT_BUCKETS": BUCKET,
+        "OCR_FAKE_PAGE_SEC": "3",
     }
-    with FunctionServer(env, tmp / "server.log") as srv:
+    with FunctionServer(env, tmp / "server.log", fake=True) as srv:
         yield srv
 
 
 def document(seed: int) -> bytes:
-    """One page of prose as a PDF: seconds of OCR, plenty to stop S3 in the middle of it."""
+    """One page of prose as a PDF: OCR_FAKE_PAGE_SEC of OCR, plenty to stop S3 in the middle of it."""
     return make_pdf([english_page(seed).image])
 
 
