@@ -13,7 +13,6 @@ process stops, and sending the document again resumes it from its stored pages.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from urllib3.util.retry import Retry
 from function.config import Settings
 from function.errors import Busy, OCRError, UpstreamFailed
 from function.jobs import Jobs, Record
+from function.perprocess import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,8 @@ class InProcess:
         self.settings = settings
         self.jobs = jobs
         self._pending = threading.BoundedSemaphore(settings.jobs_max)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        # A forked worker starts a pool of its own: threads do not survive fork.
+        self._pool = PerProcess(lambda: ThreadPoolExecutor(settings.concurrency, thread_name_prefix="job"))
 
     def send(self, record: Record) -> None:
         if not self._pending.acquire(blocking=False):
@@ -100,14 +99,7 @@ class InProcess:
                 f"{self.settings.jobs_max} jobs are waiting in this process (OCR_JOBS_MAX); retry later",
                 retry_after=30,
             )
-        self._executor().submit(self._run, record)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:  # a forked worker starts a pool of its own: threads do not survive fork
-            if self._pool is None or self._pid != os.getpid():
-                self._pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="job")
-                self._pid = os.getpid()
-            return self._pool
+        self._pool.get().submit(self._run, record)
 
     def _run(self, record: Record) -> None:
         try:

@@ -28,6 +28,7 @@ from typing import Any
 
 from function import front
 from function.config import Settings
+from function.perprocess import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,7 @@ class Recycler:
         self.after_docs = settings.recycle_after_docs
         self.rss_bytes = settings.recycle_rss_mb * MB
         self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._process: Any = None
-        self._docs = 0
-        self._armed = False  # this process has decided to go (once)
+        self._worker: PerProcess[_Worker] = PerProcess(_Worker)  # a forked worker starts from zero
         self._warned = False
 
     @property
@@ -127,25 +125,33 @@ class Recycler:
     def _crossed(self) -> str | None:
         """Why this worker should go, the first time a watermark is crossed; else None."""
         with self._lock:
-            if self._pid != os.getpid():  # a forked worker starts from zero
-                self._pid, self._process, self._docs, self._armed = os.getpid(), None, 0, False
-            self._docs += 1
-            if self._armed:
+            worker = self._worker.get()
+            worker.docs += 1
+            if worker.armed:
                 return None
             reason = None
-            if self.after_docs and self._docs >= self.after_docs:
-                reason = f"{self._docs} documents (OCR_RECYCLE_AFTER_DOCS={self.after_docs})"
+            if self.after_docs and worker.docs >= self.after_docs:
+                reason = f"{worker.docs} documents (OCR_RECYCLE_AFTER_DOCS={self.after_docs})"
             elif self.rss_bytes:
-                rss = self._rss()
+                rss = worker.rss()
                 if rss >= self.rss_bytes:
                     reason = (
                         f"resident memory {rss / MB:.0f} MiB >= OCR_RECYCLE_RSS_MB={self.rss_bytes // MB} "
-                        f"after {self._docs} documents"
+                        f"after {worker.docs} documents"
                     )
-            self._armed = reason is not None
+            worker.armed = reason is not None
             return reason
 
-    def _rss(self) -> int:
+
+class _Worker:
+    """What the recycler knows of this worker process."""
+
+    def __init__(self) -> None:
+        self.docs = 0
+        self.armed = False  # this process has decided to go (once)
+        self._process: Any = None
+
+    def rss(self) -> int:
         import psutil
 
         if self._process is None:

@@ -22,6 +22,7 @@ from function import metrics
 from function.config import Settings
 from function.engines import ENGINES, Engine, create_engine
 from function.errors import ConfigError, NotReady
+from function.perprocess import PerProcess
 from function.store import ResultStore, create_store
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Runtime:
         self._given = engine
         self.started_at = time.time()  # the handler is imported (this object is built at its import)
         self._created_in = os.getpid()
-        self._pid: int | None = None
+        self._loading: PerProcess[None] = PerProcess(self._begin_loading)
         self._reset()
 
     def _reset(self) -> None:
@@ -51,21 +52,17 @@ class Runtime:
         self.load_seconds: float | None = None
         self.startup: dict[str, float] = {}
         self._ready = threading.Event()
-        self._start_lock = threading.Lock()
         metrics.ENGINE_READY.set(0)
         metrics.ENGINE_LOAD_SECONDS.set(0)
 
     def start(self) -> None:
         """Begin loading the engine in this process, once (idempotent, cheap to call per request)."""
-        if self._pid == os.getpid():
-            return
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            if self._pid is not None:  # a forked child: nothing of the parent's load applies
-                self._reset()
-            self._pid = os.getpid()
-            threading.Thread(target=self._load, name="engine-load", daemon=True).start()
+        self._loading.get()
+
+    def _begin_loading(self) -> None:
+        if self._loading.built_elsewhere:  # a forked child: nothing of the parent's load applies
+            self._reset()
+        threading.Thread(target=self._load, name="engine-load", daemon=True).start()
 
     def _load(self) -> None:
         began = time.monotonic()

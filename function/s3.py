@@ -9,12 +9,11 @@ gunicorn parent and forks, and a client (its connection pool) must not cross a f
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from typing import Any
 
 from function.config import Settings
 from function.errors import BadRequest, NotFound, UpstreamFailed, check_size, clip
+from function.perprocess import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +23,11 @@ class S3:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client_pid: int | None = None
-        self._client_obj: Any = None
-        self._lock = threading.Lock()
+        self._client: PerProcess[Any] = PerProcess(self._build_client)
 
     @property
     def client(self) -> Any:
-        if self._client_pid != os.getpid():
-            with self._lock:
-                if self._client_pid != os.getpid():
-                    self._client_obj = self._build_client()
-                    self._client_pid = os.getpid()
-        return self._client_obj
+        return self._client.get()
 
     def _build_client(self) -> Any:
         import boto3
