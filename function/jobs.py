@@ -4,7 +4,7 @@ process or by whichever pod a broker delivers it to, its state readable by anyon
 A job's id is derived from the document's content-addressed result prefix, so the same document with
 the same options is one job, whoever asks and however often. Everything about a job lives in the
 result store, never in a pod's memory: its record (`jobs/<id>/job.json`: state, document, options,
-callback), its document's bytes until it is done (`jobs/<id>/source`), its pages as they are read
+callback), its document's bytes until it is done or failed (`jobs/<id>/source`), its pages as they are read
 (the result's page checkpoints) and, last, the result's manifest — the only proof it completed. A
 pod killed part-way leaves all of that behind; the next delivery goes on from the stored pages.
 """
@@ -192,6 +192,7 @@ class Jobs:
             record, state=FAILED, updated=results.now(), error={"code": exc.code, "message": exc.message}
         )
         self._save(failed)
+        self.store.delete(record.source_key)  # sending the document again stores it again
         log.warning("job %s failed: %s", record.id, exc.message)
         self._call_back(failed, Options.parse(record.options).callback_url)
 

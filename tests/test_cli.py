@@ -213,3 +213,4 @@ def test_invoke_async_prints_a_failed_jobs_error(
     out, err = capsys.readouterr()
     assert code == 1 and not out
     assert "broken.pdf: job " in err and "failed: page 3 cannot be read (a FAKE failure)" in err, err
+    assert not list((tmp_path / "out").rglob("jobs/*/source")), "a failed job kept the document's bytes"
