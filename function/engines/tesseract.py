@@ -22,16 +22,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from function.config import Settings
-from function.document import BBox, TextLine
+from function.document import TextLine
 from function.engines.base import EngineLoadError, Slots, package_version
 from function.engines.layout import PageOCR, shift_box
 from function.engines.layout_engine import LayoutEngine
+from function.engines.tesseract_words import (
+    MIN_WORD_CONF,
+    SECOND_LANGS,
+    Word,
+    lookalike,
+    mostly,
+    recognised_words,
+    sure_page,
+    text_line,
+)
 from function.errors import ConfigError
 from function.options import Options
 
@@ -67,11 +78,6 @@ OTSU = 0
 # on the dev set only that slide and a flow chart (0.79) lie between 0.7 and 0.8.
 DOUBTFUL_CHARS = 40
 DOUBTFUL_CONFIDENCE = 0.8
-# Words Tesseract is less sure of are dropped. 10 dropped real words of hard print (measured on
-# the dev set: 18th-century Russian CER 0.209 with 10, 0.153 with 0, English unchanged); specks
-# and rules still go by their look (`_RULE_CHARS` under 60).
-MIN_WORD_CONF = 0.0
-_RULE_CHARS = re.compile(r"^[|\[\]_\-—–=~.,:;'\"`!()/\\]+$")  # what table rules and specks read as
 
 
 def normalise_langs(value: str) -> str:
@@ -195,13 +201,13 @@ class TesseractEngine(LayoutEngine):
 
     @contextmanager
     def _ocr(self, options: Options) -> Iterator[PageOCR]:
-        langs = normalise_langs(options.lang) if options.lang else self.langs
+        page = _PageLangs(normalise_langs(options.lang) if options.lang else self.langs)
         with self._apis.borrow() as apis:
             yield PageOCR(
-                lambda image: self._read_lines(apis, image, langs),
-                lambda crop: self._read_crop(apis, crop, langs),
-                lambda crop: self._read_text(apis, crop, langs),
-                lambda crop: self._read_crop(apis, crop, langs),
+                lambda image: self._read_page(apis, image, page),
+                lambda crop: self._read_crop(apis, crop, page.langs),
+                lambda crop: self._read_text(apis, crop, page.langs),
+                lambda crop: self._read_crop(apis, crop, page.langs),
             )
 
     def read_lines(self, rgb: np.ndarray, langs: str | None = None, psm: int | None = None) -> list[TextLine]:
@@ -219,23 +225,49 @@ class TesseractEngine(LayoutEngine):
         with self._apis.borrow() as apis:
             return self._read_text(apis, crop, langs)
 
+    def _read_page(self, apis: dict[str, Any], rgb: np.ndarray, page: _PageLangs) -> list[TextLine]:
+        """A whole page's lines. A page in clear print, in a language whose pages carry another
+        script's symbols, is read again with that language too, and so are its crops after it:
+        `rus` alone reads the Latin symbols of a modern Russian page ("L1", "Tmin", a VIN) as
+        Cyrillic look-alikes. Hard print is not: there English wins over garbled Russian words
+        (measured on 18th-century books: CER 0.157 with `rus`, 0.206 with `rus+eng`)."""
+        words = self._read_words(apis, rgb, page.langs, None)
+        second = SECOND_LANGS.get(page.langs)
+        if second and sure_page(words):
+            page.langs = f"{page.langs}+{second}"
+            words = self._read_words(apis, rgb, page.langs, None)
+        return [text_line(line) for line in words]
+
     def _read_lines(
         self, apis: dict[str, Any], rgb: np.ndarray, langs: str | None = None, psm: int | None = None
     ) -> list[TextLine]:
-        lines = self._recognise(apis, rgb, langs, psm, THRESHOLDING_METHOD)
-        if psm is None and _doubtful(lines):
+        return [text_line(line) for line in self._read_words(apis, rgb, langs or self.langs, psm)]
+
+    def _read_words(
+        self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None
+    ) -> list[list[Word]]:
+        thresholding = THRESHOLDING_METHOD
+        words = self._recognise(apis, rgb, langs, psm, thresholding)
+        if _doubtful(words, DOUBTFUL_CHARS if psm is None else 1):
             # Sauvola with its window sized for SOURCE_DPI loses some real pages whole (a digital
             # table render: no word; a slide on a dark texture: garbage at 40 % confidence) where
-            # the global Otsu threshold reads them; the read Tesseract is surer of wins.
+            # the global Otsu threshold reads them; the read Tesseract is surer of wins. So too
+            # for a crop (a table cell "Tmin, K": nothing with Sauvola, the text with Otsu).
             otsu = self._recognise(apis, rgb, langs, psm, OTSU)
-            if _weight(otsu) > _weight(lines):
-                return otsu
-        return lines
+            if _weight(otsu) > _weight(words):
+                words, thresholding = otsu, OTSU
+        first = langs.split("+")[0]
+        if mostly(words, first):  # else the page is in another language and its look-alikes too
+            for line in words:
+                for i, word in enumerate(line):
+                    if lookalike(word, first):
+                        line[i] = self._reread(apis, rgb, word, first, thresholding) or word
+        return words
 
     def _recognise(
-        self, apis: dict[str, Any], rgb: np.ndarray, langs: str | None, psm: int | None, thresholding: int
-    ) -> list[TextLine]:
-        api = self._api(apis, langs or self.langs)
+        self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None, thresholding: int
+    ) -> list[list[Word]]:
+        api = self._api(apis, langs)
         api.SetPageSegMode(self.psm if psm is None else psm)
         api.SetVariable("thresholding_method", str(thresholding))
         # Raw pixels: SetImage(PIL image) encodes a BMP (holding the GIL) for Leptonica to parse,
@@ -246,7 +278,21 @@ class TesseractEngine(LayoutEngine):
         api.SetImageBytes(pixels, width, height, 3, 3 * width)
         api.SetSourceResolution(SOURCE_DPI)
         api.Recognize()
-        return _lines(api)
+        return recognised_words(api)
+
+    def _reread(
+        self, apis: dict[str, Any], rgb: np.ndarray, word: Word, langs: str, thresholding: int
+    ) -> Word | None:
+        """A word read again from its box, as one line in `langs`; None where that reads nothing."""
+        x0, y0, x1, y1 = word.box
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return None
+        crop = _pad(np.ascontiguousarray(rgb[y0:y1, x0:x1]), CROP_PAD)
+        words = [w for line in self._recognise(apis, crop, langs, 7, thresholding) for w in line]
+        if not words:
+            return None
+        conf = sum(w.conf for w in words) / len(words)
+        return Word(" ".join(w.text for w in words), word.box, conf, langs)
 
     def _read_crop(self, apis: dict[str, Any], crop: np.ndarray, langs: str | None) -> list[TextLine]:
         lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, psm=6)
@@ -264,6 +310,13 @@ class TesseractEngine(LayoutEngine):
         return " ".join(ln.text for ln in lines), (sum(scores) / len(scores) if scores else None)
 
 
+@dataclass
+class _PageLangs:
+    """The languages one page is read in: the request's, widened by the page pass (`_read_page`)."""
+
+    langs: str
+
+
 def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
     try:
         import tesserocr
@@ -278,15 +331,15 @@ def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
     return api
 
 
-def _weight(lines: list[TextLine]) -> float:
-    """Characters read, weighed by Tesseract's confidence in them."""
-    return sum(len(ln.text) * (ln.score or 0.0) for ln in lines)
+def _weight(words: list[list[Word]]) -> float:
+    """Characters read, weighed by Tesseract's confidence in them (per line, as the lines score)."""
+    return sum(len(ln.text) * (ln.score or 0.0) for ln in map(text_line, words))
 
 
-def _doubtful(lines: list[TextLine]) -> bool:
-    """A page read that may have failed: (almost) no text, or text Tesseract itself doubts."""
-    chars = sum(len(ln.text) for ln in lines)
-    return chars < DOUBTFUL_CHARS or _weight(lines) < DOUBTFUL_CONFIDENCE * chars
+def _doubtful(words: list[list[Word]], least_chars: int = DOUBTFUL_CHARS) -> bool:
+    """A read that may have failed: (almost) no text, or text Tesseract itself doubts."""
+    chars = sum(len(ln.text) for ln in map(text_line, words))
+    return chars < least_chars or _weight(words) < DOUBTFUL_CONFIDENCE * chars
 
 
 def _pad(crop: np.ndarray, pad: int) -> np.ndarray:
@@ -294,41 +347,3 @@ def _pad(crop: np.ndarray, pad: int) -> np.ndarray:
     canvas = np.full((h + 2 * pad, w + 2 * pad, 3), 255, dtype=np.uint8)
     canvas[pad : pad + h, pad : pad + w] = crop
     return canvas
-
-
-def _lines(api: Any) -> list[TextLine]:
-    """Words of the last recognition grouped into Tesseract's text lines: box union, mean confidence."""
-    from tesserocr import RIL, iterate_level
-
-    lines: list[list[tuple[str, BBox, float]]] = []
-    iterator = api.GetIterator()
-    if iterator is None:  # nothing on the image
-        return []
-    for word in iterate_level(iterator, RIL.WORD):
-        if word.Empty(RIL.WORD):  # a blank image still yields one empty position
-            continue
-        if word.IsAtBeginningOf(RIL.TEXTLINE) or not lines:
-            lines.append([])
-        text = (word.GetUTF8Text(RIL.WORD) or "").strip()
-        box = word.BoundingBox(RIL.WORD)
-        conf = float(word.Confidence(RIL.WORD))
-        if text and box and _is_word(text, conf):
-            lines[-1].append((text, tuple(int(v) for v in box), conf))  # type: ignore[arg-type]
-    return [_line(words) for words in lines if words]
-
-
-def _is_word(text: str, conf: float) -> bool:
-    """Tesseract reads rules and specks as low-confidence punctuation; real text keeps its word."""
-    return conf >= MIN_WORD_CONF and not (conf < 60 and _RULE_CHARS.match(text))
-
-
-def _line(words: list[tuple[str, BBox, float]]) -> TextLine:
-    boxes = [b for _, b, _ in words]
-    bbox = (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
-    score = sum(c for _, _, c in words) / len(words) / 100
-    return TextLine(" ".join(t for t, _, _ in words), bbox, round(score, 4))
