@@ -12,7 +12,7 @@ from function.document import Page
 from function.engines import ENGINES, EngineLoadError
 from function.engines.base import PageImage
 from function.engines.tesseract import ENV, TesseractEngine, find_tessdata, normalise_langs
-from function.engines.tesseract_words import Word, lookalike, mostly, sure_page
+from function.engines.tesseract_words import Word, langs_for_print, lookalike, mostly, sure_page
 from function.errors import ConfigError
 from function.options import Options
 from tests.synthetic import cer, english_page, table_page, two_column_page
@@ -177,3 +177,19 @@ def test_only_a_page_in_clear_print_is_read_with_a_second_language() -> None:
     assert sure_page([[Word("слово", box, 95, "rus"), Word("L1", box, 70, "rus")]])
     assert not sure_page([[Word("слБдующихЪ", box, 73, "rus"), Word("вЪ", box, 33, "rus")]])
     assert not sure_page([])
+
+
+def test_the_second_language_goes_by_the_print() -> None:
+    """`rus` on clear print: read again with English; `rus+eng` (asked for, or a script OSD was
+    unsure of) on hard Russian print: read again in Russian alone; an English page read with
+    `rus+eng` stays as it is (the cpu engine hands it to RapidOCR)."""
+    box = (0, 0, 10, 10)
+    clear = [[Word("слово", box, 95, "rus"), Word("L1", box, 90, "eng")]]
+    hard = [[Word("слБдующихЪ", box, 73, "rus"), Word("вЪ", box, 40, "rus"), Word("omb", box, 50, "eng")]]
+    english = [[Word("Dear", box, 60, "eng"), Word("Sir", box, 55, "eng")]]
+    assert langs_for_print("rus", clear) == "rus+eng"
+    assert langs_for_print("rus", hard) is None
+    assert langs_for_print("rus+eng", hard) == "rus"
+    assert langs_for_print("rus+eng", clear) is None
+    assert langs_for_print("rus+eng", english) is None
+    assert langs_for_print("eng", english) is None and langs_for_print("eng+rus", hard) is None

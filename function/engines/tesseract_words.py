@@ -102,3 +102,20 @@ def sure_page(lines: list[list[Word]]) -> bool:
     """A page in clear print: Tesseract is sure of its words on the whole."""
     confs = [w.conf for line in lines for w in line]
     return bool(confs) and sum(confs) / len(confs) >= SURE_PAGE
+
+
+def langs_for_print(langs: str, words: list[list[Word]]) -> str | None:
+    """The languages to read a page again in, from how its first read went; None to keep it.
+
+    Clear print in a language with a second one (`rus`): both. Hard print read with both, in
+    words mostly the first's: the first alone (English wins over garbled old Russian words)."""
+    first, _, rest = langs.partition("+")
+    second = SECOND_LANGS.get(first)
+    if second is None or rest not in ("", second):
+        return None
+    sure = sure_page(words)
+    if not rest and sure:
+        return f"{first}+{second}"
+    if rest and not sure and mostly(words, first):
+        return first
+    return None
