@@ -204,9 +204,9 @@ class TesseractEngine(LayoutEngine):
         with self._apis.borrow() as apis:
             yield PageOCR(
                 lambda image: self._read_page(apis, image, page),
-                lambda crop: self._read_crop(apis, crop, page.langs),
-                lambda crop: self._read_text(apis, crop, page.langs),
-                lambda crop: self._read_crop(apis, crop, page.langs),
+                lambda crop: self._read_crop(apis, crop, page.langs, page.unmix),
+                lambda crop: self._read_text(apis, crop, page.langs, page.unmix),
+                lambda crop: self._read_crop(apis, crop, page.langs, page.unmix),
             )
 
     def read_lines(self, rgb: np.ndarray, langs: str | None = None, psm: int | None = None) -> list[TextLine]:
@@ -230,22 +230,31 @@ class TesseractEngine(LayoutEngine):
         `rus` alone reads the Latin symbols of a modern Russian page ("L1", "Tmin", a VIN) as
         Cyrillic look-alikes. Hard print is read in the first language alone, even where both were
         asked for: there English wins over garbled Russian words (measured on 18th-century books:
-        CER 0.157 with `rus`, 0.206 with `rus+eng`)."""
+        CER 0.157 with `rus`, 0.206 with `rus+eng`). The crops follow the page: on a Russian page a
+        table cell's "K" read as English is the Cyrillic "К" too."""
         words = self._read_words(apis, rgb, page.langs, None)
         again = langs_for_print(page.langs, words)
         if again is not None:
             page.langs = again
             words = self._read_words(apis, rgb, again, None)
+        page.unmix = mostly(words, page.langs.split("+")[0])
         return [text_line(line) for line in words]
 
     def _read_lines(
-        self, apis: dict[str, Any], rgb: np.ndarray, langs: str | None = None, psm: int | None = None
+        self,
+        apis: dict[str, Any],
+        rgb: np.ndarray,
+        langs: str | None = None,
+        psm: int | None = None,
+        unmix: bool | None = None,
     ) -> list[TextLine]:
-        return [text_line(line) for line in self._read_words(apis, rgb, langs or self.langs, psm)]
+        return [text_line(line) for line in self._read_words(apis, rgb, langs or self.langs, psm, unmix)]
 
     def _read_words(
-        self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None
+        self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None, unmix: bool | None = None
     ) -> list[list[Word]]:
+        """Tesseract's words; with `unmix` (else where most words are the first language's), the
+        look-alike words of another language read again in the first."""
         thresholding = THRESHOLDING_METHOD
         words = self._recognise(apis, rgb, langs, psm, thresholding)
         if _doubtful(words, DOUBTFUL_CHARS if psm is None else 1):
@@ -257,7 +266,7 @@ class TesseractEngine(LayoutEngine):
             if _weight(otsu) > _weight(words):
                 words, thresholding = otsu, OTSU
         first = langs.split("+")[0]
-        if mostly(words, first):  # else the page is in another language and its look-alikes too
+        if mostly(words, first) if unmix is None else unmix:  # else the look-alikes are the other's
             for line in words:
                 for i, word in enumerate(line):
                     if lookalike(word, first):
@@ -294,16 +303,18 @@ class TesseractEngine(LayoutEngine):
         conf = sum(w.conf for w in words) / len(words)
         return Word(" ".join(w.text for w in words), word.box, conf, langs)
 
-    def _read_crop(self, apis: dict[str, Any], crop: np.ndarray, langs: str | None) -> list[TextLine]:
-        lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, psm=6)
+    def _read_crop(
+        self, apis: dict[str, Any], crop: np.ndarray, langs: str | None, unmix: bool | None = None
+    ) -> list[TextLine]:
+        lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, 6, unmix)
         return [TextLine(ln.text, shift_box(ln.bbox, -CROP_PAD, -CROP_PAD), ln.score) for ln in lines]
 
     def _read_text(
-        self, apis: dict[str, Any], crop: np.ndarray, langs: str | None
+        self, apis: dict[str, Any], crop: np.ndarray, langs: str | None, unmix: bool | None = None
     ) -> tuple[str, float | None]:
         if crop.shape[0] < 4 or crop.shape[1] < 4:
             return "", None
-        lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, psm=7)
+        lines = self._read_lines(apis, _pad(crop, CROP_PAD), langs, 7, unmix)
         if not lines:
             return "", None
         scores = [ln.score for ln in lines if ln.score is not None]
@@ -312,9 +323,11 @@ class TesseractEngine(LayoutEngine):
 
 @dataclass
 class _PageLangs:
-    """The languages one page is read in: the request's, widened by the page pass (`_read_page`)."""
+    """The languages one page is read in: the request's, widened or narrowed by the page pass
+    (`_read_page`), and whether its crops' look-alike words are the first language's."""
 
     langs: str
+    unmix: bool | None = None
 
 
 def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
