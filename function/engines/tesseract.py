@@ -77,6 +77,9 @@ OTSU = 0
 # on the dev set only that slide and a flow chart (0.79) lie between 0.7 and 0.8.
 DOUBTFUL_CHARS = 40
 DOUBTFUL_CONFIDENCE = 0.8
+# Mean word confidence (0-100) an Otsu read of a crop Sauvola found empty needs: a cell's symbols
+# read at 48 ("Tmin, K"), the noise in a scanned table's empty cells at 6-29.
+MIN_CROP_CONF = 40.0
 
 
 def normalise_langs(value: str) -> str:
@@ -257,13 +260,14 @@ class TesseractEngine(LayoutEngine):
         look-alike words of another language read again in the first."""
         thresholding = THRESHOLDING_METHOD
         words = self._recognise(apis, rgb, langs, psm, thresholding)
-        if _doubtful(words, DOUBTFUL_CHARS if psm is None else 1):
+        if _doubtful(words) if psm is None else not words:
             # Sauvola with its window sized for SOURCE_DPI loses some real pages whole (a digital
             # table render: no word; a slide on a dark texture: garbage at 40 % confidence) where
             # the global Otsu threshold reads them; the read Tesseract is surer of wins. So too
-            # for a crop (a table cell "Tmin, K": nothing with Sauvola, the text with Otsu).
+            # for a crop Sauvola reads nothing in (a table cell "Tmin, K"), unless Otsu's read is
+            # as doubtful as noise (a scanned table's empty cells: 010 0.48 -> 0.59 with those).
             otsu = self._recognise(apis, rgb, langs, psm, OTSU)
-            if _weight(otsu) > _weight(words):
+            if _weight(otsu) > _weight(words) if psm is None else _sure_crop(otsu):
                 words, thresholding = otsu, OTSU
         first = langs.split("+")[0]
         if mostly(words, first) if unmix is None else unmix:  # else the look-alikes are the other's
@@ -349,10 +353,15 @@ def _weight(words: list[list[Word]]) -> float:
     return sum(len(ln.text) * (ln.score or 0.0) for ln in map(text_line, words))
 
 
-def _doubtful(words: list[list[Word]], least_chars: int = DOUBTFUL_CHARS) -> bool:
-    """A read that may have failed: (almost) no text, or text Tesseract itself doubts."""
+def _doubtful(words: list[list[Word]]) -> bool:
+    """A page read that may have failed: (almost) no text, or text Tesseract itself doubts."""
     chars = sum(len(ln.text) for ln in map(text_line, words))
-    return chars < least_chars or _weight(words) < DOUBTFUL_CONFIDENCE * chars
+    return chars < DOUBTFUL_CHARS or _weight(words) < DOUBTFUL_CONFIDENCE * chars
+
+
+def _sure_crop(words: list[list[Word]]) -> bool:
+    confs = [w.conf for line in words for w in line]
+    return bool(confs) and sum(confs) / len(confs) >= MIN_CROP_CONF
 
 
 def _pad(crop: np.ndarray, pad: int) -> np.ndarray:
