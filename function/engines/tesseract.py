@@ -2,7 +2,9 @@
 
 Tesseract reads each whole page once (its own page segmentation, word boxes and confidences); the
 words become text lines, which the layout module (`analyse_page`) groups into labelled blocks,
-titles, a column-aware reading order and ruled-table cells, as for the `rapidocr` engine.
+titles, a column-aware reading order and ruled-table cells, as for the `rapidocr` engine. A
+Russian page in clear print is read once more with English too, for its Latin symbols; the words
+English then reads in letters both alphabets share go back to Russian (`tesseract_words`).
 
 Binding: `tesserocr` (the API stays loaded between pages) measured 1.5x faster than `pytesseract`
 (a `tesseract` process per page) with OpenMP off, 4x with the Debian CLI's default threads on 2
@@ -35,6 +37,8 @@ from function.engines.layout import PageOCR, shift_box
 from function.engines.layout_engine import LayoutEngine
 from function.engines.tesseract_words import (
     MIN_WORD_CONF,
+    SECOND_LANGS,
+    SURE_PAGE,
     Word,
     langs_for_print,
     lookalike,
@@ -191,6 +195,9 @@ class TesseractEngine(LayoutEngine):
             "psm": self.psm,
             "min_word_conf": MIN_WORD_CONF,
             "thresholding_method": THRESHOLDING_METHOD,
+            "second_langs": SECOND_LANGS,  # read with them on a page in clear print (SURE_PAGE)
+            "sure_page": SURE_PAGE,
+            "min_crop_conf": MIN_CROP_CONF,
             **self.layout_settings(),
         }
 
