@@ -192,4 +192,8 @@ def test_the_second_language_goes_by_the_print() -> None:
     assert langs_for_print("rus+eng", hard) == "rus"
     assert langs_for_print("rus+eng", clear) is None
     assert langs_for_print("rus+eng", english) is None
+    damaged_mixed = [
+        [Word("таблица", box, 85, "rus"), Word("слово", box, 80, "rus"), Word("word", box, 75, "eng")]
+    ]
+    assert langs_for_print("rus+eng", damaged_mixed) is None  # its English is English
     assert langs_for_print("eng", english) is None and langs_for_print("eng+rus", hard) is None

@@ -36,6 +36,7 @@ from function.engines.base import EngineLoadError, Slots, package_version
 from function.engines.layout import PageOCR, shift_box
 from function.engines.layout_engine import LayoutEngine
 from function.engines.tesseract_words import (
+    HARD_PAGE,
     MIN_WORD_CONF,
     SECOND_LANGS,
     SURE_PAGE,
@@ -197,6 +198,7 @@ class TesseractEngine(LayoutEngine):
             "thresholding_method": THRESHOLDING_METHOD,
             "second_langs": SECOND_LANGS,  # read with them on a page in clear print (SURE_PAGE)
             "sure_page": SURE_PAGE,
+            "hard_page": HARD_PAGE,
             "min_crop_conf": MIN_CROP_CONF,
             **self.layout_settings(),
         }
@@ -242,11 +244,11 @@ class TesseractEngine(LayoutEngine):
         asked for: there English wins over garbled Russian words (measured on 18th-century books:
         CER 0.157 with `rus`, 0.206 with `rus+eng`). The crops follow the page: on a Russian page a
         table cell's "K" read as English is the Cyrillic "К" too."""
-        words = self._read_words(apis, rgb, page.langs, None)
+        words, thresholding = self._read_words(apis, rgb, page.langs, None)
         again = langs_for_print(page.langs, words)
-        if again is not None:
+        if again is not None:  # thresholded as before: Otsu on a damaged page took 59 s
             page.langs = again
-            words = self._read_words(apis, rgb, again, None)
+            words, _ = self._read_words(apis, rgb, again, None, thresholding=thresholding)
         page.unmix = mostly(words, page.langs.split("+")[0])
         return [text_line(line) for line in words]
 
@@ -258,16 +260,23 @@ class TesseractEngine(LayoutEngine):
         psm: int | None = None,
         unmix: bool | None = None,
     ) -> list[TextLine]:
-        return [text_line(line) for line in self._read_words(apis, rgb, langs or self.langs, psm, unmix)]
+        return [text_line(line) for line in self._read_words(apis, rgb, langs or self.langs, psm, unmix)[0]]
 
     def _read_words(
-        self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None, unmix: bool | None = None
-    ) -> list[list[Word]]:
-        """Tesseract's words; with `unmix` (else where most words are the first language's), the
-        look-alike words of another language read again in the first."""
-        thresholding = THRESHOLDING_METHOD
-        words = self._recognise(apis, rgb, langs, psm, thresholding)
-        if _doubtful(words) if psm is None else not words:
+        self,
+        apis: dict[str, Any],
+        rgb: np.ndarray,
+        langs: str,
+        psm: int | None,
+        unmix: bool | None = None,
+        thresholding: int | None = None,
+    ) -> tuple[list[list[Word]], int]:
+        """Tesseract's words and the thresholding that read them (`thresholding`, else Sauvola or
+        Otsu, whichever reads better); with `unmix` (else where most words are the first
+        language's), the look-alike words of another language read again in the first."""
+        chosen = THRESHOLDING_METHOD if thresholding is None else thresholding
+        words = self._recognise(apis, rgb, langs, psm, chosen)
+        if thresholding is None and (_doubtful(words) if psm is None else not words):
             # Sauvola with its window sized for SOURCE_DPI loses some real pages whole (a digital
             # table render: no word; a slide on a dark texture: garbage at 40 % confidence) where
             # the global Otsu threshold reads them; the read Tesseract is surer of wins. So too
@@ -275,14 +284,14 @@ class TesseractEngine(LayoutEngine):
             # as doubtful as noise (a scanned table's empty cells: 010 0.48 -> 0.59 with those).
             otsu = self._recognise(apis, rgb, langs, psm, OTSU)
             if _weight(otsu) > _weight(words) if psm is None else _sure_crop(otsu):
-                words, thresholding = otsu, OTSU
+                words, chosen = otsu, OTSU
         first = langs.split("+")[0]
         if mostly(words, first) if unmix is None else unmix:  # else the look-alikes are the other's
             for line in words:
                 for i, word in enumerate(line):
                     if lookalike(word, first):
-                        line[i] = self._reread(apis, rgb, word, first, thresholding) or word
-        return words
+                        line[i] = self._reread(apis, rgb, word, first, chosen) or word
+        return words, chosen
 
     def _recognise(
         self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None, thresholding: int
