@@ -12,7 +12,7 @@ from function.document import Page
 from function.engines import ENGINES, EngineLoadError
 from function.engines.base import PageImage
 from function.engines.tesseract import ENV, TesseractEngine, find_tessdata, normalise_langs
-from function.engines.tesseract_words import Word, langs_for_print, lookalike, mostly, sure_page
+from function.engines.tesseract_words import Word, in_context, langs_for_print, lookalike, mostly, sure_page
 from function.errors import ConfigError
 from function.options import Options
 from tests.synthetic import cer, english_page, table_page, two_column_page
@@ -168,6 +168,10 @@ def test_a_word_in_letters_both_alphabets_share_is_no_english() -> None:
     assert lookalike(Word("ТОМ", box, 80, "rus"), "eng")
     russian = [[Word("Соколов", box, 96, "rus"), Word("H.,", box, 89, "eng"), Word("ЮИ", box, 92, "rus")]]
     assert mostly(russian, "rus") and not mostly(russian, "eng")
+    assert in_context(russian[0], 1, "rus", alone=False)
+    mixed = [Word("Скачайте", box, 95, "rus"), Word("App", box, 90, "eng"), Word("Store", box, 93, "eng")]
+    assert not in_context(mixed, 1, "rus", alone=True)  # an English name on a Russian page
+    assert in_context([Word("K", box, 92, "eng")], 0, "rus", alone=True)  # alone: the page's
 
 
 def test_only_a_page_in_clear_print_is_read_with_a_second_language() -> None:

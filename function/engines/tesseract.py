@@ -41,8 +41,9 @@ from function.engines.tesseract_words import (
     SECOND_LANGS,
     SURE_PAGE,
     Word,
+    foreign_lookalike,
     langs_for_print,
-    lookalike,
+    letters,
     mostly,
     recognised_words,
     text_line,
@@ -286,11 +287,13 @@ class TesseractEngine(LayoutEngine):
             if _weight(otsu) > _weight(words) if psm is None else _sure_crop(otsu):
                 words, chosen = otsu, OTSU
         first = langs.split("+")[0]
-        if mostly(words, first) if unmix is None else unmix:  # else the look-alikes are the other's
-            for line in words:
-                for i, word in enumerate(line):
-                    if lookalike(word, first):
-                        line[i] = self._reread(apis, rgb, word, first, chosen) or word
+        alone = mostly(words, first)
+        for line in words:
+            for i, word in enumerate(line):
+                if foreign_lookalike(line, i, first, alone, unmix):
+                    again = self._reread(apis, rgb, word, first, chosen)
+                    # Noise read again is noise ("ea" -> "|}"): then the first read stays.
+                    line[i] = again if again and letters(again) == letters(word) else word
         return words, chosen
 
     def _recognise(

@@ -35,6 +35,8 @@ SECOND_LANGS = {"rus": "eng"}
 # read with both is hard print; a damaged page of Russian and English (80) is not.
 SURE_PAGE = 82.0
 HARD_PAGE = 77.0
+# A look-alike word read at least this sure is read again in the first language ("TOMCK" 91, "K" 92).
+SURE_WORD = 60.0
 
 
 @dataclass
@@ -79,6 +81,32 @@ def lookalike(word: Word, first_lang: str) -> bool:
         return False
     letters = [c for c in word.text if c.isalpha()]
     return bool(letters) and all(c in LOOKALIKES[script] for c in letters)
+
+
+def in_context(line: list[Word], i: int, first_lang: str, alone: bool) -> bool:
+    """Whether a look-alike word `line[i]` stands among the first language's words: the nearest word
+    with letters on either side is, and none is another's ("App" beside "Store" stays English).
+    A word without such neighbours goes by `alone` (the page's or the crop's language)."""
+    near = [
+        next((w.lang for w in side if any(c.isalpha() for c in w.text)), None)
+        for side in (reversed(line[:i]), line[i + 1 :])
+    ]
+    langs = {lang for lang in near if lang is not None}
+    return langs == {first_lang} or (not langs and alone)
+
+
+def foreign_lookalike(line: list[Word], i: int, first: str, alone: bool, unmix: bool | None) -> bool:
+    """Whether `line[i]` is a look-alike word to read again in `first`: read with some confidence
+    (a doubtful one is noise in any alphabet), and on a crop of a page in `first` (`unmix`: a table
+    cell "Tmin, K"), or on a page among `first`'s words (`in_context`; `alone`: the page's language)."""
+    word = line[i]
+    if word.conf < SURE_WORD or not lookalike(word, first):
+        return False
+    return unmix if unmix is not None else in_context(line, i, first, alone)
+
+
+def letters(word: Word) -> int:
+    return sum(c.isalpha() for c in word.text)
 
 
 def text_line(words: list[Word]) -> TextLine:
