@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from function.document import BBox, Cell, Table, TextLine
+from function.engines.layout.bands import CELL_INSET, split_bands
 from function.engines.layout.geometry import box_height, clip, covered, grow, median_line_height
 from function.engines.layout.order import lines_text, order_lines
 
@@ -25,7 +26,6 @@ BAND_ROWS = 3  # text rows a "cell" holds, next to another such, when rules betw
 TextReader = Callable[[np.ndarray], tuple[str, float | None]]
 # Reads the text lines of an RGB crop (a whole table cell); boxes in the crop's pixels.
 CellReader = Callable[[np.ndarray], list[TextLine]]
-CELL_INSET = 3  # pixels a cell's crop keeps off its rules
 FRAME_GAP = 3  # times the usual gap between columns' cells: between two tables' frames
 
 
@@ -44,8 +44,12 @@ def recognise_table(
     it the whole line goes to the cell holding most of it. With `read_cell`, every cell with ink in
     it is read anew on its own, and what that finds replaces what the page's lines gave it.
     """
-    table = _ruled_grid(rgb, bbox, lines)
-    if table is None or _rows_unruled(table, lines):
+    ruled = _ruled_grid(rgb, bbox, lines)
+    if ruled is None:
+        return None
+    # Rows found in the ink between the rules settle what the lines' heights only suggest.
+    table = split_bands(ruled, rgb, median_line_height(lines) or 20.0)
+    if table is ruled and _rows_unruled(table, lines):
         return None
     # Cells read whole make reading the pieces of lines across them one by one redundant.
     unsure = _fill_cells(table, lines, rgb, None if read_cell else read_text)
