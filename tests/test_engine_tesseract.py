@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from function.config import Settings
+from function.config import ENGINE_ENV, Settings
 from function.document import Page
 from function.engines import ENGINES, EngineLoadError
 from function.engines.base import PageImage
@@ -37,7 +37,7 @@ def _text(page: Page) -> str:
 
 def test_registered_and_env_documented() -> None:
     assert ENGINES["tesseract"] == "function.engines.tesseract:TesseractEngine"
-    assert set(ENV) == {"OCR_TESSERACT_LANGS"}
+    assert set(ENV) == {"OCR_TESSERACT_LANGS"} and ENGINE_ENV["tesseract"] is ENV  # with config.py
 
 
 def test_russian_page_reads_with_low_cer(engine: TesseractEngine) -> None:

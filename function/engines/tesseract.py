@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from function.config import Settings
+from function.config import Settings, parse_env, register_engine_env
 from function.document import TextLine
 from function.engines.base import EngineLoadError, Slots, package_version
 from function.engines.layout import PageOCR, shift_box
@@ -53,10 +53,6 @@ from function.options import Options
 
 log = logging.getLogger(__name__)
 
-# variable -> (attribute, parser): read once, in the constructor.
-ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "OCR_TESSERACT_LANGS": ("langs", str),
-}
 DEFAULT_LANGS = "rus+eng"
 # Short names a request may use; anything else is a Tesseract code (`rus`, `eng`, `deu`, ...).
 ALIASES = {"ru": "rus", "en": "eng"}
@@ -94,6 +90,19 @@ def normalise_langs(value: str) -> str:
     return "+".join(dict.fromkeys(codes))
 
 
+def tesseract_langs(raw: str) -> str:
+    """OCR_TESSERACT_LANGS's parser: Tesseract codes or aliases joined by `+`, normalised."""
+    if not _LANGS_RE.match(raw):
+        raise ConfigError(f"OCR_TESSERACT_LANGS must look like 'rus+eng' or 'ru+en', got {raw!r}")
+    return normalise_langs(raw)
+
+
+# variable -> (attribute, parser), registered with function/config.py; read once, in the constructor.
+ENV: dict[str, tuple[str, Callable[[str], Any]]] = register_engine_env(
+    "tesseract", {"OCR_TESSERACT_LANGS": ("langs", tesseract_langs)}
+)
+
+
 def find_tessdata(environ: Mapping[str, str] | None = None) -> Path | None:
     """The folder of `*.traineddata`: `TESSDATA_PREFIX` (as Tesseract reads it), else Debian's."""
     env = os.environ if environ is None else environ
@@ -115,10 +124,7 @@ class TesseractEngine(LayoutEngine):
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
         super().__init__(settings)
         env = os.environ if environ is None else environ
-        raw = (env.get("OCR_TESSERACT_LANGS") or "").strip() or DEFAULT_LANGS
-        if not _LANGS_RE.match(raw):
-            raise ConfigError(f"OCR_TESSERACT_LANGS must look like 'rus+eng' or 'ru+en', got {raw!r}")
-        self.langs = normalise_langs(raw)
+        self.langs: str = parse_env(ENV, env).get("langs", DEFAULT_LANGS)
         self.psm = 3  # fully automatic page segmentation: Tesseract finds the lines of the page
         self.tessdata = find_tessdata(env)
         # Per document at once (OCR_CONCURRENCY), Tesseract APIs of its own (an API is stateful:
