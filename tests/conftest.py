@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.paddle)
 
 
+@contextmanager
+def local_server(tmp: Path, engine: str) -> Iterator[FunctionServer]:
+    """One real function process with `engine` and a local store under `tmp`, ready."""
+    env = {"OCR_ENGINE": engine, "OCR_STORE": f"file://{tmp}/output"}
+    with FunctionServer(env, tmp / "server.log") as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
     """One real function process with the rapidocr engine and a local store, ready."""
-    tmp = tmp_path_factory.mktemp("function")
-    env = {"OCR_ENGINE": "rapidocr", "OCR_STORE": f"file://{tmp}/output"}
-    with FunctionServer(env, tmp / "server.log") as srv:
+    with local_server(tmp_path_factory.mktemp("function"), "rapidocr") as srv:
         yield srv
 
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from function.visualize import PICTURE_PIXELS
 from tests import devset
+from tests.conftest import local_server
 from tests.fakes import AppServer, GatedEngine, app_server, fake_text
 from tests.pdfs import light_pdf
 from tests.server import ROOT, FunctionServer
@@ -41,9 +42,7 @@ API_KEY = "try-page-key-4711"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FunctionServer]:
-    tmp = tmp_path_factory.mktemp("try-page")
-    env = {"OCR_ENGINE": "tesseract", "OCR_STORE": f"file://{tmp}/output"}
-    with FunctionServer(env, tmp / "server.log") as srv:
+    with local_server(tmp_path_factory.mktemp("try-page"), "tesseract") as srv:
         yield srv
 
 
