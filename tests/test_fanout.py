@@ -25,7 +25,7 @@ from bench.fanout import (
 from tests.broker import Broker
 
 PARAMS = Params(pages=60, chunk_pages=10)
-FAKE_PAGE = {"OCR_FAKE_PAGE_SEC": "0.1"}  # long enough for both processes to take chunks
+FAKE_PAGE = {"OCR_FAKE_PAGE_SEC": "0.2"}  # a chunk lasts 2 s: long enough for both processes to take chunks
 
 
 def stored(s3: Any, uri: str) -> bytes:
