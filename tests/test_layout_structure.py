@@ -54,6 +54,18 @@ def test_a_form_with_values_on_the_right_reads_across() -> None:
     assert lines_text(items + prices).split("\n")[0] == "item0 with a long name 0.99"
 
 
+def test_a_line_made_tall_by_a_pen_stroke_stays_below_the_line_above() -> None:
+    """Tesseract's box of a typed line with a stroke through it reaches far up into the line above
+    (a real letter, 022): still two rows, top to bottom, not one row read left to right."""
+    lines = [
+        TextLine("claimed to have a", (278, 648, 1684, 703)),
+        TextLine("great interest, has been taken over by other", (276, 698, 1567, 753)),
+        TextLine("Rumanians. Accordingly, supporters are found in", (275, 704, 1897, 802)),
+        TextLine("Rumania for editorials", (275, 794, 1656, 851)),
+    ]
+    assert lines_text(lines).splitlines() == [ln.text for ln in lines]
+
+
 def test_a_letter_body_labelled_as_a_figure_keeps_its_text() -> None:
     """The layout model calls a typewritten letter's body a figure; its lines cover under half of it."""
     rgb = _white()

@@ -139,7 +139,11 @@ def _text_columns(lines: Sequence[TextLine]) -> list[list[TextLine]]:
 def _rows(lines: Sequence[TextLine]) -> list[list[TextLine]]:
     rows: list[list[TextLine]] = []
     for line in sorted(lines, key=lambda ln: (ln.bbox[1] + ln.bbox[3]) / 2):
-        if rows and _same_row(union([ln.bbox for ln in rows[-1]]), line.bbox):
+        if (
+            rows
+            and _same_row(union([ln.bbox for ln in rows[-1]]), line.bbox)
+            and not any(_stacked(piece.bbox, line.bbox) for piece in rows[-1])
+        ):
             rows[-1].append(line)
         else:
             rows.append([line])
@@ -149,6 +153,15 @@ def _rows(lines: Sequence[TextLine]) -> list[list[TextLine]]:
 def _same_row(a: BBox, b: BBox) -> bool:
     overlap = min(a[3], b[3]) - max(a[1], b[1])
     return overlap >= 0.5 * min(box_height(a), box_height(b))
+
+
+def _stacked(a: BBox, b: BBox) -> bool:
+    """A box half again as tall as the other, sharing its width, lies below or above it, not beside
+    it: a typed line with a pen stroke through it reaches up into the line above (022). Boxes of one
+    height keep the rule by overlap alone (a table's cell read whole beside its row's lines)."""
+    overlap = min(a[2], b[2]) - max(a[0], b[0])
+    heights = sorted((box_height(a), box_height(b)))
+    return overlap > 0.3 * min(a[2] - a[0], b[2] - b[0]) and heights[1] >= 1.5 * heights[0]
 
 
 def lines_text(lines: Sequence[TextLine]) -> str:
