@@ -49,7 +49,7 @@ run: system-deps $(VENV)/.cpu $(ZLIB_NG)
 
 # The rooms' import contract and the types of function/ (pyproject.toml), then the suite with the
 # coverage gate on function/ (COVERAGE_MIN percent of its lines run by the tests in this process;
-# 87.3% measured: the server subprocesses, the CLI and the paddle venv's run are not counted).
+# 87.4% measured: the server subprocesses, the CLI and the paddle venv's run are not counted).
 # Two pytest-xdist workers, each module run whole by one of them (its servers start once): much of
 # the suite waits on server processes, sockets and timeouts, which the other worker's tests fill.
 COVERAGE_MIN ?= 83
