@@ -83,13 +83,7 @@ class CPUEngine(Engine):
     def predict(self, pages: Iterable[PageImage], options: Options) -> Document:
         if not self.ready:
             raise RuntimeError("cpu engine used before load()")
-        document = Document(pages=[])
-        for page in pages:
-            read = self._read(page, options)
-            document.pages += read.pages
-            document.images.update(read.images)
-            document.warnings += read.warnings
-        return document
+        return self.join(self._read(page, options) for page in pages)  # one page at a time
 
     def _read(self, page: PageImage, options: Options) -> Document:
         """One page read by the engine its script calls for; a page OSD was unsure was Cyrillic and
