@@ -12,7 +12,7 @@ from function.document import Page
 from function.engines import ENGINES, EngineLoadError
 from function.engines.base import PageImage
 from function.engines.tesseract import ENV, TesseractEngine, find_tessdata, normalise_langs
-from function.engines.tesseract_words import Word, in_context, langs_for_print, lookalike, mostly, sure_page
+from function.engines.tesseract_words import Word, in_context, langs_for_print, lookalike, mostly
 from function.errors import ConfigError
 from function.options import Options
 from tests.synthetic import cer, english_page, table_page, two_column_page
@@ -178,9 +178,9 @@ def test_only_a_page_in_clear_print_is_read_with_a_second_language() -> None:
     """18th-century print reads at a mean confidence of 63-70 with `rus`; English would win over
     its garbled words there (CER 0.157 -> 0.206). Modern print reads at 88-96."""
     box = (0, 0, 10, 10)
-    assert sure_page([[Word("слово", box, 95, "rus"), Word("L1", box, 70, "rus")]])
-    assert not sure_page([[Word("слБдующихЪ", box, 73, "rus"), Word("вЪ", box, 33, "rus")]])
-    assert not sure_page([])
+    assert langs_for_print("rus", [[Word("слово", box, 95, "rus"), Word("L1", box, 70, "rus")]]) == "rus+eng"
+    assert langs_for_print("rus", [[Word("слБдующихЪ", box, 73, "rus"), Word("вЪ", box, 33, "rus")]]) is None
+    assert langs_for_print("rus", []) is None
 
 
 def test_the_second_language_goes_by_the_print() -> None:

@@ -44,6 +44,7 @@ from function.engines.tesseract_words import (
     foreign_lookalike,
     langs_for_print,
     letters,
+    mean_conf,
     mostly,
     recognised_words,
     text_line,
@@ -385,8 +386,8 @@ def _doubtful(words: list[list[Word]]) -> bool:
 
 
 def _sure_crop(words: list[list[Word]]) -> bool:
-    confs = [w.conf for line in words for w in line]
-    return bool(confs) and sum(confs) / len(confs) >= MIN_CROP_CONF
+    mean = mean_conf(words)
+    return mean is not None and mean >= MIN_CROP_CONF
 
 
 def _pad(crop: np.ndarray, pad: int) -> np.ndarray:

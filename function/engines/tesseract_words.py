@@ -134,12 +134,6 @@ def mean_conf(lines: list[list[Word]]) -> float | None:
     return sum(confs) / len(confs) if confs else None
 
 
-def sure_page(lines: list[list[Word]]) -> bool:
-    """A page in clear print: Tesseract is sure of its words on the whole."""
-    mean = mean_conf(lines)
-    return mean is not None and mean >= SURE_PAGE
-
-
 def langs_for_print(langs: str, words: list[list[Word]]) -> str | None:
     """The languages to read a page again in, from how its first read went; None to keep it.
 
