@@ -16,7 +16,9 @@ import numpy as np
 
 from function.document import Cell, Table
 
-BAND_ROWS = 3  # text rows each cell of a band must hold: fewer is more likely a header's wrap
+# Text rows each cell of a band must hold, whether the band is split by its ink or read as rows of
+# text (tables.py): fewer is more likely a header's wrap.
+BAND_ROWS = 3
 CELL_INSET = 3  # pixels a cell's crop keeps off its rules
 INK_LEVEL = 128  # grey below which a pixel is ink
 SPECK_PIXELS = 2  # ink pixels a pixel row needs to count: a lone speck does not make a text row

@@ -12,14 +12,13 @@ import cv2
 import numpy as np
 
 from function.document import BBox, Cell, Table, TextLine
-from function.engines.layout.bands import CELL_INSET, split_bands
+from function.engines.layout.bands import BAND_ROWS, CELL_INSET, split_bands
 from function.engines.layout.geometry import box_height, clip, covered, grow, median_line_height
 from function.engines.layout.order import lines_text, order_lines
 
 log = logging.getLogger(__name__)
 
 MIN_PIECES_SHARE = 0.7  # of a line's characters its cell-by-cell re-reads must keep
-BAND_ROWS = 3  # text rows a "cell" holds, next to another such, when rules between rows are missing
 
 # Recognises the one line of text in an RGB crop: (text, score). Used for the pieces of an OCR
 # line that runs across a table rule, one piece per cell.
