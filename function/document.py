@@ -25,6 +25,9 @@ class TextLine:
     text: str
     bbox: BBox
     score: float | None = None
+    # The line's words, where the OCR gives them (Tesseract): the layout stage cuts a line that
+    # runs from one region into another between them. Not part of the output.
+    words: tuple[TextLine, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from function.config import ENGINE_ENV, Settings
-from function.document import Page
+from function.document import BBox, Page
 from function.engines import ENGINES, EngineLoadError
 from function.engines.base import PageImage
+from function.engines.layout import Region, build_blocks
 from function.engines.tesseract import ENV, TesseractEngine, find_tessdata, normalise_langs
 from function.engines.tesseract_words import Word, in_context, langs_for_print, lookalike, mostly
 from function.errors import ConfigError
@@ -201,3 +203,50 @@ def test_the_second_language_goes_by_the_print() -> None:
     ]
     assert langs_for_print("rus+eng", damaged_mixed) is None  # its English is English
     assert langs_for_print("eng", english) is None and langs_for_print("eng+rus", hard) is None
+
+
+SIDEBAR = ["The company mines gold", "in two provinces and", "sells it on the market", "at the spot price."]
+ROWS = ["Revenue 915.9 1,382.7", "Costs 532.0 955.4", "Profit 383.9 427.3", "Taxes 120.1 254.6"]
+
+
+def _table_beside_a_sidebar() -> tuple[np.ndarray, BBox]:
+    """A table's rows on the left and a sidebar's lines on the same baselines to its right, a
+    gutter of two word heights between them (as on a broker's research note); the table's box."""
+    image = Image.new("RGB", (1100, 420), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype("DejaVuSans-Bold.ttf", 24)
+    for i, (row, side) in enumerate(zip(ROWS, SIDEBAR, strict=True)):
+        draw.text((40, 60 + 60 * i), row, font=font, fill="black")
+        draw.text((520, 60 + 60 * i), side, font=font, fill="black")
+    return np.asarray(image), (30, 50, 470, 310)
+
+
+def test_a_line_running_from_a_table_into_a_sidebar_is_cut_at_the_gutter(engine: TesseractEngine) -> None:
+    """Tesseract joins a table row and the sidebar line on its baseline into one line; the layout
+    stage cuts it at the table's edge, so the sidebar reads as its own paragraph, in order, and
+    the table keeps only its rows (real Tesseract lines; the regions stand in for the model's)."""
+    rgb, table_box = _table_beside_a_sidebar()
+    lines = engine.read_lines(rgb)
+    assert any(ln.bbox[0] < table_box[2] < ln.bbox[2] for ln in lines)  # the trouble is there
+    blocks = build_blocks(rgb, [Region("table", table_box, 0.9)], lines)
+    table = next(b for b in blocks if b.label == "table")
+    assert not any(word in table.text for word in ("gold", "provinces", "market", "spot"))
+    others = [b.text for b in blocks if b.label != "table"]
+    assert " ".join(others).split() == " ".join(SIDEBAR).split()
+
+
+def test_flat_paper_is_thresholded_globally_a_photo_locally() -> None:
+    """Otsu for paper of one flat grey (a digital render, a cleaned scan), Sauvola for a page whose
+    paper varies (a photographed book page: light falling off across it, grain)."""
+    from function.engines.tesseract import OTSU, THRESHOLDING_METHOD, thresholding_for
+
+    image = Image.new("RGB", (800, 600), "white")
+    ImageDraw.Draw(image).text(
+        (40, 40), "Revenue 915.9", font=ImageFont.truetype("DejaVuSans.ttf", 28), fill="black"
+    )
+    flat = np.asarray(image)
+    assert thresholding_for(flat) == OTSU
+    light = np.linspace(150, 235, flat.shape[1])[None, :, None]  # paper darkening to one side
+    grain = np.random.default_rng(3).normal(0, 4, flat.shape)
+    photo = np.clip(flat.astype(float) * light / 255 + grain, 0, 255).astype(np.uint8)
+    assert thresholding_for(photo) == THRESHOLDING_METHOD != OTSU

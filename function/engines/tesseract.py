@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from function.config import Settings, parse_env, register_engine_env
@@ -71,6 +72,12 @@ CROP_PAD = 12  # white border around a crop: Tesseract misreads glyphs that touc
 # Sauvola (local) binarisation: the default global Otsu loses whole noisy, low-contrast pages
 # (measured: a damaged Russian page CER 1.0 with Otsu, 0.003 with Sauvola; see BENCHMARKS.md).
 THRESHOLDING_METHOD = 2
+# But on flat paper, where this share of the pixels has the page's one commonest grey (a digital
+# render, a cleaned scan: 0.46-0.98 on the dev set; book photos and raw scans 0.03-0.32), a global
+# threshold is all a local one could be, and Sauvola's window, narrower than a bold or large
+# glyph's stroke, hollows it out: a bold table row of a research note read "( ia ( bend nD".
+# There Otsu reads first (dev set, English: CER 0.167 -> 0.162, typewritten 0.035 -> 0.025).
+FLAT_PAPER = 0.4
 # The resolution Tesseract is told, which sizes its Sauvola window among others: the 96 dpi that
 # Pillow's BMP carried when pages were passed as images, kept so results stay as measured.
 SOURCE_DPI = 96
@@ -204,6 +211,7 @@ class TesseractEngine(LayoutEngine):
             "psm": self.psm,
             "min_word_conf": MIN_WORD_CONF,
             "thresholding_method": THRESHOLDING_METHOD,
+            "flat_paper_otsu": FLAT_PAPER,
             "second_langs": SECOND_LANGS,  # read with them on a page in clear print (SURE_PAGE)
             "sure_page": SURE_PAGE,
             "hard_page": HARD_PAGE,
@@ -279,20 +287,25 @@ class TesseractEngine(LayoutEngine):
         unmix: bool | None = None,
         thresholding: int | None = None,
     ) -> tuple[list[list[Word]], int]:
-        """Tesseract's words and the thresholding that read them (`thresholding`, else Sauvola or
-        Otsu, whichever reads better); with `unmix` (else where most words are the first
-        language's), the look-alike words of another language read again in the first."""
-        chosen = THRESHOLDING_METHOD if thresholding is None else thresholding
+        """Tesseract's words and the thresholding that read them (`thresholding`, else the one
+        the page's paper calls for, or the other where that reads doubtfully); with `unmix` (else
+        where most words are the first language's), the look-alike words of another language read
+        again in the first."""
+        # A crop (psm given) is read with Sauvola first: its white border would pass for flat paper.
+        default = thresholding_for(rgb) if psm is None else THRESHOLDING_METHOD
+        chosen = default if thresholding is None else thresholding
         words = self._recognise(apis, rgb, langs, psm, chosen)
         if thresholding is None and (_doubtful(words) if psm is None else not words):
-            # Sauvola with its window sized for SOURCE_DPI loses some real pages whole (a digital
-            # table render: no word; a slide on a dark texture: garbage at 40 % confidence) where
-            # the global Otsu threshold reads them; the read Tesseract is surer of wins. So too
-            # for a crop Sauvola reads nothing in (a table cell "Tmin, K"), unless Otsu's read is
-            # as doubtful as noise (a scanned table's empty cells: 010 0.48 -> 0.59 with those).
-            otsu = self._recognise(apis, rgb, langs, psm, OTSU)
-            if _weight(otsu) > _weight(words) if psm is None else _sure_crop(otsu):
-                words, chosen = otsu, OTSU
+            # Either threshold loses some real pages whole where the other reads them: Sauvola
+            # with its window sized for SOURCE_DPI a digital table render (no word) and a slide on
+            # a dark texture (garbage at 40 % confidence); Otsu a noisy, low-contrast page. The
+            # read Tesseract is surer of wins. So too for a crop the first reads nothing in (a
+            # table cell "Tmin, K"), unless the other's read is as doubtful as noise (a scanned
+            # table's empty cells: 010 0.48 -> 0.59 with those).
+            other = OTSU if chosen != OTSU else THRESHOLDING_METHOD
+            second = self._recognise(apis, rgb, langs, psm, other)
+            if _weight(second) > _weight(words) if psm is None else _sure_crop(second):
+                words, chosen = second, other
         first = langs.split("+")[0]
         alone = mostly(words, first)
         for line in words:
@@ -372,6 +385,13 @@ def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
         raise EngineLoadError(f"Tesseract could not load {langs!r} from {tessdata}: {exc}") from exc
     api.SetVariable("thresholding_method", str(THRESHOLDING_METHOD))
     return api
+
+
+def thresholding_for(rgb: np.ndarray) -> int:
+    """Otsu for an image of flat paper, else Sauvola (see FLAT_PAPER); judged on every other pixel."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb[::2, ::2]), cv2.COLOR_RGB2GRAY)
+    flat = np.bincount(grey.ravel(), minlength=256).max() >= FLAT_PAPER * grey.size
+    return OTSU if flat else THRESHOLDING_METHOD
 
 
 def _weight(words: list[list[Word]]) -> float:

@@ -118,7 +118,8 @@ def text_line(words: list[Word]) -> TextLine:
         max(w.box[3] for w in words),
     )
     score = sum(w.conf for w in words) / len(words) / 100
-    return TextLine(" ".join(w.text for w in words), bbox, round(score, 4))
+    pieces = tuple(TextLine(w.text, w.box, round(w.conf / 100, 4)) for w in words)
+    return TextLine(" ".join(w.text for w in words), bbox, round(score, 4), pieces)
 
 
 def mostly(lines: list[list[Word]], lang: str) -> bool:

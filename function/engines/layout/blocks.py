@@ -22,6 +22,7 @@ from function.engines.layout.geometry import (
 from function.engines.layout.labels import label_titles, taller_than_body, unmark_false_headers
 from function.engines.layout.model import Region
 from function.engines.layout.order import lines_text, reading_order
+from function.engines.layout.split import split_across_regions
 from function.engines.layout.tables import (
     CellReader,
     TextReader,
@@ -268,7 +269,7 @@ def build_blocks(
     height = rgb.shape[0]
     lines = [ln for ln in lines if ln.text.strip()]
     regions = _resolve_overlaps(regions)
-    by_region, orphans = _assign_lines(regions, lines)
+    by_region, orphans = _assign_lines(regions, split_across_regions(lines, regions))
     body_h = _body_linebox_height(regions, by_region, orphans)
     blocks: list[Block] = []
     for region, its_lines in zip(regions, by_region, strict=True):

@@ -20,7 +20,7 @@ from function.engines.layout.pixels import bgr
 log = logging.getLogger(__name__)
 
 # Bump when a change in this module changes output: it goes into the engines' fingerprints.
-LAYOUT_RULES_VERSION = "7"  # 2: pages deskewed before OCR; 3: figure crops; 4-7: issue 21 (real pages)
+LAYOUT_RULES_VERSION = "8"  # 2: pages deskewed before OCR; 3: figure crops; 4-8: issue 21 (real pages)
 
 LAYOUT_MODEL_FILE = "layout_cdla.onnx"
 
