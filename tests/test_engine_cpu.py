@@ -124,15 +124,18 @@ def test_no_warnings_key_without_warnings(rapidocr: Engine) -> None:
     assert "warnings" not in render_json(_read(rapidocr, english_page(seed=7).image))
 
 
-def test_boxes_of_a_skewed_page_are_in_its_own_frame(engine: CPUEngine) -> None:
-    """A page rotated 2.5 degrees is read deskewed; its boxes must still be the sent page's pixels:
+@pytest.mark.parametrize("reader", ["tesseract", "rapidocr"])
+def test_boxes_of_a_skewed_page_are_in_its_own_frame(engine: CPUEngine, reader: str) -> None:
+    """A page rotated 2.5 degrees is laid out level (Tesseract reads it deskewed, RapidOCR reads
+    its tilted lines from the page's own pixels); its boxes must still be the sent page's pixels:
     every line where the same line of the level page lands when that page is turned, and every
     block's box around its lines."""
+    ocr = getattr(engine, reader)
     level = english_page(seed=8)
     tilted = skew(level.image, 2.5)
     width, height = tilted.size
-    flat = _read(engine.tesseract, level.image, Options(lang="en")).pages[0]
-    page = _read(engine.tesseract, tilted, Options(lang="en")).pages[0]
+    flat = _read(ocr, level.image, Options(lang="en")).pages[0]
+    page = _read(ocr, tilted, Options(lang="en")).pages[0]
     assert (page.width, page.height) == (width, height)
     # Where each level line's centre lands on the tilted page (PIL turns counter-clockwise).
     turn = cv2.getRotationMatrix2D((width / 2, height / 2), 2.5, 1.0)

@@ -38,9 +38,14 @@ def straighten(rgb: np.ndarray) -> tuple[np.ndarray, float]:
     if abs(angle) < MIN_DEGREES:
         return rgb, 0.0
     height, width = rgb.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    matrix = turn_matrix(angle, width, height)
     level = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=(255, 255, 255))
     return level, angle
+
+
+def turn_matrix(angle: float, width: int, height: int) -> np.ndarray:
+    """The 2 x 3 affine matrix turning a page of this size by `angle` degrees about its centre."""
+    return cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
 
 
 def unrotate_box(box: Box, angle: float, width: int, height: int) -> Box:
@@ -49,7 +54,7 @@ def unrotate_box(box: Box, angle: float, width: int, height: int) -> Box:
     inside it, so a block still holds its lines."""
     if not angle:
         return box
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -angle, 1.0)
+    matrix = turn_matrix(-angle, width, height)
     x0, y0, x1, y1 = box
     corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], dtype=np.float64) @ matrix.T
     (lx, ly), (hx, hy) = corners.min(axis=0), corners.max(axis=0)

@@ -21,6 +21,7 @@ import rapidocr  # the package only: its main module comes with `_import_rapidoc
 from function.config import Settings
 from function.document import IMAGE_LABELS, BBox, Page, TextLine
 from function.engines.base import EngineLoadError, Slots, package_version
+from function.engines.deskew import turn_matrix
 from function.engines.layout import PageOCR, adopt_loggers, bgr, shift_box
 from function.engines.layout_engine import LayoutEngine
 from function.engines.script import Script, build_osd, detect_script
@@ -257,6 +258,7 @@ class RapidOCREngine(LayoutEngine):
                 lambda image: _read_lines(ocr, image, self.use_cls),
                 lambda crop: _read_crop(ocr, crop, self.use_cls),
                 lambda crop: _read_text(ocr, crop),
+                read_turned=lambda image, angle: _read_lines(ocr, image, self.use_cls, angle),
             )
 
     def read_lines(self, rgb: np.ndarray) -> list[TextLine]:
@@ -275,7 +277,12 @@ class RapidOCREngine(LayoutEngine):
             return _read_text(ocr, crop)
 
 
-def _read_lines(ocr: RapidOCR, rgb: np.ndarray, use_cls: bool) -> list[TextLine]:
+def _read_lines(ocr: RapidOCR, rgb: np.ndarray, use_cls: bool, turn: float = 0.0) -> list[TextLine]:
+    """Lines of an RGB image; with `turn`, boxes in the frame of the image turned by that many
+    degrees (the detector's tilted quadrilaterals turned level, the box around them).
+
+    On a skewed page this reads the page's own pixels: resampling a page to level it blurs small
+    print (a receipt's "SALESPERSON :" read "SALESPERSON:", BoW 0.051 -> 0.111 on dev-set 025)."""
     # A numpy array goes in as BGR, as rapidocr reads its image files. The step switches are
     # passed every time: rapidocr keeps the last call's switches as its new defaults.
     result = ocr(bgr(rgb), use_det=True, use_cls=use_cls, use_rec=True)
@@ -283,8 +290,9 @@ def _read_lines(ocr: RapidOCR, rgb: np.ndarray, use_cls: bool) -> list[TextLine]
     if boxes is None or txts is None or scores is None:
         return []
     height, width = rgb.shape[:2]
+    matrix = turn_matrix(turn, width, height) if turn else None
     return [
-        TextLine(text=text.strip(), bbox=_axis_aligned(box, width, height), score=float(score))
+        TextLine(text=text.strip(), bbox=_axis_aligned(box, width, height, matrix), score=float(score))
         for box, text, score in zip(boxes, txts, scores, strict=True)
         if text.strip()
     ]
@@ -320,9 +328,12 @@ def _not_an_empty_page(record: logging.LogRecord) -> bool:
     return "result is empty" not in record.getMessage()
 
 
-def _axis_aligned(points: np.ndarray, width: int, height: int) -> BBox:
-    """A detector's 4-point polygon as an int box inside the image."""
+def _axis_aligned(points: np.ndarray, width: int, height: int, matrix: np.ndarray | None = None) -> BBox:
+    """A detector's 4-point polygon as an int box inside the image; with `matrix` (2 x 3), the box
+    around the polygon moved by it."""
     pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    if matrix is not None:
+        pts = pts @ matrix[:, :2].T + matrix[:, 2]
     x0, y0 = pts.min(axis=0)
     x1, y1 = pts.max(axis=0)
     return (

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # Detects and recognises the lines of an RGB crop; boxes in the crop's pixels.
 LineReader = Callable[[np.ndarray], list[TextLine]]
+# Reads the lines of a skewed page from its own pixels; boxes in the frame of the page turned level
+# by the angle given (degrees), as `straighten` turns it.
+TurnedReader = Callable[[np.ndarray, float], list[TextLine]]
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,14 @@ class PageOCR:
     """An engine's OCR, as the layout stage calls it: `read_lines` reads the whole page,
     `read_crop` a layout region the page pass found empty, `read_text` one line piece of a table
     cell, `read_cell` a whole table cell, where the engine reads cells better alone (see
-    `build_blocks`)."""
+    `build_blocks`). `read_turned`, where given, reads a skewed page from its own pixels: a
+    detector that finds tilted lines reads them without the blur of the page's resampling."""
 
     read_lines: LineReader
     read_crop: LineReader
     read_text: TextReader | None = None
     read_cell: LineReader | None = None
+    read_turned: TurnedReader | None = None
 
 
 def analyse_page(
@@ -46,7 +51,7 @@ def analyse_page(
     """
     started = time.perf_counter()
     level, angle = straighten(rgb)
-    lines = ocr.read_lines(level)
+    lines = ocr.read_turned(rgb, angle) if angle and ocr.read_turned else ocr.read_lines(level)
     read = time.perf_counter()
     regions = layout.detect(level)
     lines += reread_empty_regions(level, regions, lines, ocr.read_crop)
