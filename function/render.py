@@ -16,10 +16,13 @@ _CAPTION_LABELS = frozenset({"figure_title", "vision_footnote"})
 _FORMULA_LABELS = frozenset({"display_formula", "formula"})
 _PICTURE_LABELS = frozenset({"image", "chart", "seal"})
 
-# Line starts that Markdown would read as structure (heading, list, quote, fence, rule, HTML).
-_BLOCK_START = re.compile(r"^(?:#|[-+*](?=\s|$)|>|```|~~~|<[A-Za-z/!?]|[-*_=][-*_=\s]*$)")
+# Line starts that Markdown would read as structure (heading, list, quote, fence, rule); HTML
+# anywhere in a line is escaped by `_escape_inline`.
+_BLOCK_START = re.compile(r"^(?:#|[-+*](?=\s|$)|>|```|~~~|[-*_=][-*_=\s]*$)")
 _ORDERED_ITEM = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
 _CLOSING_HASHES = re.compile(r"(^|\s)(#+)$")  # an ATX heading would drop these
+# Text a renderer would take for inline HTML or an entity and not show: "<lazy>", "</b>", "&amp;".
+_INLINE_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")
 _WHITESPACE = re.compile(r"\s+")
 _EXCESS_NEWLINES = re.compile(r"\n{3,}")
 
@@ -64,7 +67,12 @@ def _render_block(block: Block) -> str:
 
 
 def _collapse(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip()
+    return _escape_inline(_WHITESPACE.sub(" ", text).strip())
+
+
+def _escape_inline(line: str) -> str:
+    """Backslash-escape what would render as HTML or an entity, so the text shows as read."""
+    return _INLINE_HTML.sub(r"\\\g<0>", line)
 
 
 def _heading(level: int, text: str) -> str:
@@ -84,7 +92,7 @@ def _escape_line_start(line: str) -> str:
 
 
 def _paragraph(text: str, keep_lines: bool = False) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [_escape_inline(ln.strip()) for ln in text.splitlines() if ln.strip()]
     if not lines:
         return ""
     if keep_lines:

@@ -309,3 +309,22 @@ def test_json_engine_html_preferred_and_plain_types() -> None:
     assert type(blk["score"]) is float
     assert out["source"] is None and out["engine"] is None
     json.dumps(out)
+
+
+def test_text_that_looks_like_html_shows_as_read() -> None:
+    """OCR text such as "<lazy>" or "&amp;" would be taken for a tag or an entity and vanish from
+    the rendered Markdown (a real page: "Over the $43,456.78 <lazy> #90 dog"); rendered by a real
+    CommonMark renderer, it shows as read, wherever it stands."""
+    from markdown_it import MarkdownIt
+
+    words = "Over the <lazy> dog, </b> R&amp;D <!-- x -->"
+    d = doc(
+        block(0, "paragraph_title", words, 0),
+        block(1, "text", words, 1),
+        block(2, "text", "<lazy> at the start", 2),
+        block(3, "figure_title", words, 3),
+        block(4, "table", order=4, table=grid_table([["a", "b"], [words, "<i>"]])),
+    )
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(render_markdown(d))
+    assert rendered.count("Over the &lt;lazy&gt; dog, &lt;/b&gt; R&amp;amp;D &lt;!-- x --&gt;") == 4
+    assert "<p>&lt;lazy&gt; at the start</p>" in rendered and "<td>&lt;i&gt;</td>" in rendered
