@@ -41,6 +41,7 @@ from function.engines.tesseract_words import (
     MIN_WORD_CONF,
     SECOND_LANGS,
     SURE_PAGE,
+    SURE_WORD,
     Word,
     foreign_lookalike,
     langs_for_print,
@@ -48,6 +49,7 @@ from function.engines.tesseract_words import (
     mean_conf,
     mostly,
     recognised_words,
+    stray,
     text_line,
 )
 from function.errors import ConfigError
@@ -306,15 +308,37 @@ class TesseractEngine(LayoutEngine):
             second = self._recognise(apis, rgb, langs, psm, other)
             if _weight(second) > _weight(words) if psm is None else _sure_crop(second):
                 words, chosen = second, other
-        first = langs.split("+")[0]
+        self._second_looks(apis, rgb, words, langs, unmix, chosen)
+        return words, chosen
+
+    def _second_looks(
+        self,
+        apis: dict[str, Any],
+        rgb: np.ndarray,
+        words: list[list[Word]],
+        langs: str,
+        unmix: bool | None,
+        thresholding: int,
+    ) -> None:
+        """Words read in the wrong one of two languages, read again in the right one, in place: a
+        look-alike word of the second among the first's words ("TOMCK" on a Russian page) in the
+        first; a word of the first among the second's words, on a page mostly in the second ("раде"
+        for "page" on an English page read with `rus+eng`), in the second where that reads surely."""
+        first, _, rest = langs.partition("+")
+        second = rest.split("+")[0]
         alone = mostly(words, first)
         for line in words:
             for i, word in enumerate(line):
                 if foreign_lookalike(line, i, first, alone, unmix):
-                    again = self._reread(apis, rgb, word, first, chosen)
+                    again = self._reread(apis, rgb, word, first, thresholding)
                     # Noise read again is noise ("ea" -> "|}"): then the first read stays.
                     line[i] = again if again and letters(again) == letters(word) else word
-        return words, chosen
+                elif second and stray(line, i, first, second, alone):
+                    again = self._reread(apis, rgb, word, second, thresholding)
+                    # Tesseract is as sure of "раде" in Russian (95) as of "page" in English
+                    # (91): a sure read in the language of the words around it wins.
+                    if again and again.conf >= SURE_WORD and letters(again) == letters(word):
+                        line[i] = again
 
     def _recognise(
         self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None, thresholding: int

@@ -105,6 +105,13 @@ def foreign_lookalike(line: list[Word], i: int, first: str, alone: bool, unmix: 
     return unmix if unmix is not None else in_context(line, i, first, alone)
 
 
+def stray(line: list[Word], i: int, first: str, second: str, alone: bool) -> bool:
+    """Whether `line[i]`, read in `first`, stands among `second`'s words on a page mostly not in
+    `first` (`alone` False): an English word a `rus+eng` read took for Russian ("раде", "page")."""
+    word = line[i]
+    return not alone and word.lang == first and letters(word) > 0 and in_context(line, i, second, False)
+
+
 def letters(word: Word) -> int:
     return sum(c.isalpha() for c in word.text)
 
