@@ -335,9 +335,10 @@ class TesseractEngine(LayoutEngine):
                     line[i] = again if again and letters(again) == letters(word) else word
                 elif second and stray(line, i, first, second, alone):
                     again = self._reread(apis, rgb, word, second, thresholding)
-                    # Tesseract is as sure of "раде" in Russian (95) as of "page" in English
-                    # (91): a sure read in the language of the words around it wins.
-                    if again and again.conf >= SURE_WORD and letters(again) == letters(word):
+                    # Tesseract is as sure of "раде" in Russian (95, a word it knows) as of "page"
+                    # in English (91): a sure read of a word the language around it knows wins.
+                    # Not so a Russian name in English text: "Томск" reads "Tomck" (66, unknown).
+                    if again and again.known and again.conf >= SURE_WORD and letters(again) == letters(word):
                         line[i] = again
 
     def _recognise(
@@ -368,7 +369,7 @@ class TesseractEngine(LayoutEngine):
         if not words:
             return None
         conf = sum(w.conf for w in words) / len(words)
-        return Word(" ".join(w.text for w in words), word.box, conf, langs)
+        return Word(" ".join(w.text for w in words), word.box, conf, langs, all(w.known for w in words))
 
     def _read_crop(
         self, apis: dict[str, Any], crop: np.ndarray, langs: str | None, unmix: bool | None = None

@@ -45,6 +45,7 @@ class Word:
     box: BBox
     conf: float  # 0-100, as Tesseract gives it
     lang: str  # the traineddata that read it
+    known: bool = False  # found in that language's word list
 
 
 def recognised_words(api: Any) -> list[list[Word]]:
@@ -65,7 +66,8 @@ def recognised_words(api: Any) -> list[list[Word]]:
         conf = float(word.Confidence(RIL.WORD))
         if text and box and is_word(text, conf):
             x0, y0, x1, y1 = (int(v) for v in box)
-            lines[-1].append(Word(text, (x0, y0, x1, y1), conf, word.WordRecognitionLanguage() or ""))
+            lang, known = word.WordRecognitionLanguage() or "", bool(word.WordIsFromDictionary())
+            lines[-1].append(Word(text, (x0, y0, x1, y1), conf, lang, known))
     return [words for words in lines if words]
 
 
