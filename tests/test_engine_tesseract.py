@@ -276,3 +276,15 @@ def test_a_russian_name_in_english_text_stays_russian(engine: TesseractEngine, n
     lines = [f"The office in the village of {name} is open on Monday.", "Invoice number 4091, amount 169."]
     text = _text(_page(engine, page_with_text(lines, title="Branches", dpi=150).image))
     assert name in text and "Monday" in text, text
+
+
+def test_an_english_name_on_a_russian_page_comes_back_in_latin(engine: TesseractEngine) -> None:
+    """Read with `rus+eng`, Russian took "Excel" for "Ехсе]" on the synthetic benchmark's mixed
+    two-column page, a word its word list does not know; read again in English it is a word English
+    knows (real Tesseract on that page, as `bench.quality.run` draws it)."""
+    from bench.quality.generate import cases
+
+    case = next(c for c in cases(1, damaged=False, langs=("mixed",)) if c.kind == "columns")
+    assert "Excel" in case.page.text
+    text = _text(_page(engine, case.image))
+    assert "Excel" in text and "Ехсе" not in text and cer(case.page.text, text) < 0.005, text

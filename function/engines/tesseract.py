@@ -41,9 +41,9 @@ from function.engines.tesseract_words import (
     MIN_WORD_CONF,
     SECOND_LANGS,
     SURE_PAGE,
-    SURE_WORD,
     Word,
     foreign_lookalike,
+    known_instead,
     langs_for_print,
     letters,
     mean_conf,
@@ -51,6 +51,7 @@ from function.engines.tesseract_words import (
     recognised_words,
     stray,
     text_line,
+    unknown,
 )
 from function.errors import ConfigError
 from function.options import Options
@@ -323,7 +324,8 @@ class TesseractEngine(LayoutEngine):
         """Words read in the wrong one of two languages, read again in the right one, in place: a
         look-alike word of the second among the first's words ("TOMCK" on a Russian page) in the
         first; a word of the first among the second's words, on a page mostly in the second ("раде"
-        for "page" on an English page read with `rus+eng`), in the second where that reads surely."""
+        for "page" on an English page read with `rus+eng`), and a word of the first its word list
+        does not know ("Ехсе]" for "Excel"), in the second where that reads a known word surely."""
         first, _, rest = langs.partition("+")
         second = rest.split("+")[0]
         alone = mostly(words, first)
@@ -333,12 +335,9 @@ class TesseractEngine(LayoutEngine):
                     again = self._reread(apis, rgb, word, first, thresholding)
                     # Noise read again is noise ("ea" -> "|}"): then the first read stays.
                     line[i] = again if again and letters(again) == letters(word) else word
-                elif second and stray(line, i, first, second, alone):
+                elif second and (stray(line, i, first, second, alone) or unknown(word, first)):
                     again = self._reread(apis, rgb, word, second, thresholding)
-                    # Tesseract is as sure of "раде" in Russian (95, a word it knows) as of "page"
-                    # in English (91): a sure read of a word the language around it knows wins.
-                    # Not so a Russian name in English text: "Томск" reads "Tomck" (66, unknown).
-                    if again and again.known and again.conf >= SURE_WORD and letters(again) == letters(word):
+                    if again and known_instead(again, word):
                         line[i] = again
 
     def _recognise(

@@ -114,6 +114,20 @@ def stray(line: list[Word], i: int, first: str, second: str, alone: bool) -> boo
     return not alone and word.lang == first and letters(word) > 0 and in_context(line, i, second, False)
 
 
+def unknown(word: Word, first: str) -> bool:
+    """A word of three letters or more read in `first` that `first`'s word list does not know:
+    perhaps a word of the second language in look-alike letters ("Excel" read "Ехсе]")."""
+    return word.lang == first and not word.known and letters(word) >= 3
+
+
+def known_instead(again: Word, word: Word) -> bool:
+    """Whether the other language's read of a word replaces the first's. Tesseract is as sure of
+    "раде" in Russian (95, a word it knows) as of "page" in English (91): a sure read of a word the
+    other language knows wins, with a letter more or less ("Ехсе]", "Excel"). Not so a Russian
+    name in English text: "Омск" reads "Omck" (68, a word English does not know)."""
+    return again.known and again.conf >= SURE_WORD and abs(letters(again) - letters(word)) <= 1
+
+
 def letters(word: Word) -> int:
     return sum(c.isalpha() for c in word.text)
 
