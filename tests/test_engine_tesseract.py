@@ -14,7 +14,7 @@ from function.engines import ENGINES, EngineLoadError
 from function.engines.base import PageImage
 from function.engines.layout import Region, build_blocks
 from function.engines.tesseract import ENV, TesseractEngine, find_tessdata, normalise_langs
-from function.engines.tesseract_words import Word, in_context, langs_for_print, lookalike, mostly
+from function.engines.tesseract_words import Word, in_context, keep_words, langs_for_print, lookalike, mostly
 from function.errors import ConfigError
 from function.options import Options
 from tests.synthetic import cer, english_page, page_with_text, table_page, two_column_page
@@ -288,3 +288,17 @@ def test_an_english_name_on_a_russian_page_comes_back_in_latin(engine: Tesseract
     assert "Excel" in case.page.text
     text = _text(_page(engine, case.image))
     assert "Excel" in text and "Ехсе" not in text and cer(case.page.text, text) < 0.005, text
+
+
+def test_a_comma_set_apart_between_words_is_kept_a_speck_is_not() -> None:
+    """18th-century print sets a space before a comma, and Tesseract doubts the lone mark (30 %):
+    between two words it is punctuation; at a line's end, or a rule's bar, it is a speck."""
+    box = (0, 0, 10, 10)
+    spaced = [Word("ность", box, 90, "rus"), Word(",", box, 30, "rus"), Word("есть", box, 91, "rus")]
+    assert [w.text for w in keep_words(spaced)] == ["ность", ",", "есть"]
+    trailing = [Word("4091", box, 90, "eng"), Word(",", box, 30, "eng")]
+    assert [w.text for w in keep_words(trailing)] == ["4091"]
+    bar = [Word("Total", box, 90, "eng"), Word("|", box, 30, "eng"), Word("due", box, 90, "eng")]
+    assert [w.text for w in keep_words(bar)] == ["Total", "due"]
+    between_numbers = [Word("12", box, 90, "eng"), Word(",", box, 30, "eng"), Word("34", box, 90, "eng")]
+    assert [w.text for w in keep_words(between_numbers)] == ["12", "34"]

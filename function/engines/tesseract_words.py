@@ -64,11 +64,28 @@ def recognised_words(api: Any) -> list[list[Word]]:
         text = (word.GetUTF8Text(RIL.WORD) or "").strip()
         box = word.BoundingBox(RIL.WORD)
         conf = float(word.Confidence(RIL.WORD))
-        if text and box and is_word(text, conf):
+        if text and box and conf >= MIN_WORD_CONF:
             x0, y0, x1, y1 = (int(v) for v in box)
             lang, known = word.WordRecognitionLanguage() or "", bool(word.WordIsFromDictionary())
             lines[-1].append(Word(text, (x0, y0, x1, y1), conf, lang, known))
-    return [words for words in lines if words]
+    return [words for words in map(keep_words, lines) if words]
+
+
+def keep_words(line: list[Word]) -> list[Word]:
+    """A line's words without the specks and rules among them (`is_word`), but with the commas,
+    semicolons and colons set apart between words: 18th-century print sets a space before them, and
+    Tesseract doubts a lone mark (dev set, c18: BoW 0.5595 -> 0.5525, CER 0.157 -> 0.154)."""
+    return [w for i, w in enumerate(line) if is_word(w.text, w.conf) or _spaced_mark(line, i)]
+
+
+def _spaced_mark(line: list[Word], i: int) -> bool:
+    """A comma, semicolon or colon between two words with letters: punctuation, not a speck."""
+    return (
+        line[i].text in (",", ";", ":")
+        and 0 < i < len(line) - 1
+        and letters(line[i - 1]) > 0
+        and letters(line[i + 1]) > 0
+    )
 
 
 def is_word(text: str, conf: float) -> bool:
