@@ -238,7 +238,7 @@ def test_a_line_running_from_a_table_into_a_sidebar_is_cut_at_the_gutter(engine:
 def test_flat_paper_is_thresholded_globally_a_photo_locally() -> None:
     """Otsu for paper of one flat grey (a digital render, a cleaned scan), Sauvola for a page whose
     paper varies (a photographed book page: light falling off across it, grain)."""
-    from function.engines.tesseract import OTSU, THRESHOLDING_METHOD, thresholding_for
+    from function.engines.tesseract_thresholds import OTSU, THRESHOLDING_METHOD, thresholding_for
 
     image = Image.new("RGB", (800, 600), "white")
     ImageDraw.Draw(image).text(

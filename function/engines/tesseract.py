@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from function.config import Settings, parse_env, register_engine_env
@@ -36,22 +35,28 @@ from function.document import TextLine
 from function.engines.base import EngineLoadError, Slots, package_version
 from function.engines.layout import PageOCR, shift_box
 from function.engines.layout_engine import LayoutEngine
+from function.engines.tesseract_thresholds import (
+    FLAT_PAPER,
+    MIN_CROP_CONF,
+    OTSU,
+    SOURCE_DPI,
+    THRESHOLDING_METHOD,
+    doubtful,
+    sure_crop,
+    thresholding_for,
+    weight,
+)
 from function.engines.tesseract_words import (
     HARD_PAGE,
     MIN_WORD_CONF,
     SECOND_LANGS,
     SURE_PAGE,
     Word,
-    foreign_lookalike,
-    known_instead,
     langs_for_print,
-    letters,
-    mean_conf,
     mostly,
     recognised_words,
-    stray,
+    second_looks,
     text_line,
-    unknown,
 )
 from function.errors import ConfigError
 from function.options import Options
@@ -72,27 +77,6 @@ TESSDATA_DIRS = (
 _LANGS_RE = re.compile(r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
 
 CROP_PAD = 12  # white border around a crop: Tesseract misreads glyphs that touch the image edge
-# Sauvola (local) binarisation: the default global Otsu loses whole noisy, low-contrast pages
-# (measured: a damaged Russian page CER 1.0 with Otsu, 0.003 with Sauvola; see BENCHMARKS.md).
-THRESHOLDING_METHOD = 2
-# But on flat paper, where this share of the pixels has the page's one commonest grey (a digital
-# render, a cleaned scan: 0.46-0.98 on the dev set; book photos and raw scans 0.03-0.32), a global
-# threshold is all a local one could be, and Sauvola's window, narrower than a bold or large
-# glyph's stroke, hollows it out: a bold table row of a research note read "( ia ( bend nD".
-# There Otsu reads first (dev set, English: CER 0.167 -> 0.162, typewritten 0.035 -> 0.025).
-FLAT_PAPER = 0.4
-# The resolution Tesseract is told, which sizes its Sauvola window among others: the 96 dpi that
-# Pillow's BMP carried when pages were passed as images, kept so results stay as measured.
-SOURCE_DPI = 96
-OTSU = 0
-# A page read with fewer characters, or a lower mean confidence, is read again with Otsu. At 0.7
-# a slide on a dark texture (0.75 with Sauvola, 0.94 with Otsu) kept its garbled Sauvola read;
-# on the dev set only that slide and a flow chart (0.79) lie between 0.7 and 0.8.
-DOUBTFUL_CHARS = 40
-DOUBTFUL_CONFIDENCE = 0.8
-# Mean word confidence (0-100) an Otsu read of a crop Sauvola found empty needs: a cell's symbols
-# read at 48 ("Tmin, K"), the noise in a scanned table's empty cells at 6-29.
-MIN_CROP_CONF = 40.0
 
 
 def normalise_langs(value: str) -> str:
@@ -298,7 +282,7 @@ class TesseractEngine(LayoutEngine):
         default = thresholding_for(rgb) if psm is None else THRESHOLDING_METHOD
         chosen = default if thresholding is None else thresholding
         words = self._recognise(apis, rgb, langs, psm, chosen)
-        if thresholding is None and (_doubtful(words) if psm is None else not words):
+        if thresholding is None and (doubtful(words) if psm is None else not words):
             # Either threshold loses some real pages whole where the other reads them: Sauvola
             # with its window sized for SOURCE_DPI a digital table render (no word) and a slide on
             # a dark texture (garbage at 40 % confidence); Otsu a noisy, low-contrast page. The
@@ -307,38 +291,10 @@ class TesseractEngine(LayoutEngine):
             # table's empty cells: 010 0.48 -> 0.59 with those).
             other = OTSU if chosen != OTSU else THRESHOLDING_METHOD
             second = self._recognise(apis, rgb, langs, psm, other)
-            if _weight(second) > _weight(words) if psm is None else _sure_crop(second):
+            if weight(second) > weight(words) if psm is None else sure_crop(second):
                 words, chosen = second, other
-        self._second_looks(apis, rgb, words, langs, unmix, chosen)
+        second_looks(words, langs, unmix, lambda word, lang: self._reread(apis, rgb, word, lang, chosen))
         return words, chosen
-
-    def _second_looks(
-        self,
-        apis: dict[str, Any],
-        rgb: np.ndarray,
-        words: list[list[Word]],
-        langs: str,
-        unmix: bool | None,
-        thresholding: int,
-    ) -> None:
-        """Words read in the wrong one of two languages, read again in the right one, in place: a
-        look-alike word of the second among the first's words ("TOMCK" on a Russian page) in the
-        first; a word of the first among the second's words, on a page mostly in the second ("раде"
-        for "page" on an English page read with `rus+eng`), and a word of the first its word list
-        does not know ("Ехсе]" for "Excel"), in the second where that reads a known word surely."""
-        first, _, rest = langs.partition("+")
-        second = rest.split("+")[0]
-        alone = mostly(words, first)
-        for line in words:
-            for i, word in enumerate(line):
-                if foreign_lookalike(line, i, first, alone, unmix):
-                    again = self._reread(apis, rgb, word, first, thresholding)
-                    # Noise read again is noise ("ea" -> "|}"): then the first read stays.
-                    line[i] = again if again and letters(again) == letters(word) else word
-                elif second and (stray(line, i, first, second, alone) or unknown(word, first)):
-                    again = self._reread(apis, rgb, word, second, thresholding)
-                    if again and known_instead(again, word):
-                        line[i] = again
 
     def _recognise(
         self, apis: dict[str, Any], rgb: np.ndarray, langs: str, psm: int | None, thresholding: int
@@ -409,29 +365,6 @@ def _build_api(tessdata: Path | None, langs: str, psm: int) -> Any:
         raise EngineLoadError(f"Tesseract could not load {langs!r} from {tessdata}: {exc}") from exc
     api.SetVariable("thresholding_method", str(THRESHOLDING_METHOD))
     return api
-
-
-def thresholding_for(rgb: np.ndarray) -> int:
-    """Otsu for an image of flat paper, else Sauvola (see FLAT_PAPER); judged on every other pixel."""
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb[::2, ::2]), cv2.COLOR_RGB2GRAY)
-    flat = np.bincount(grey.ravel(), minlength=256).max() >= FLAT_PAPER * grey.size
-    return OTSU if flat else THRESHOLDING_METHOD
-
-
-def _weight(words: list[list[Word]]) -> float:
-    """Characters read, weighed by Tesseract's confidence in them (per line, as the lines score)."""
-    return sum(len(ln.text) * (ln.score or 0.0) for ln in map(text_line, words))
-
-
-def _doubtful(words: list[list[Word]]) -> bool:
-    """A page read that may have failed: (almost) no text, or text Tesseract itself doubts."""
-    chars = sum(len(ln.text) for ln in map(text_line, words))
-    return chars < DOUBTFUL_CHARS or _weight(words) < DOUBTFUL_CONFIDENCE * chars
-
-
-def _sure_crop(words: list[list[Word]]) -> bool:
-    mean = mean_conf(words)
-    return mean is not None and mean >= MIN_CROP_CONF
 
 
 def _pad(crop: np.ndarray, pad: int) -> np.ndarray:

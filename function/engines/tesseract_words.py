@@ -12,6 +12,7 @@ and the engine reads its box again in the first language alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,3 +193,26 @@ def langs_for_print(langs: str, words: list[list[Word]]) -> str | None:
     if rest and mean < HARD_PAGE and mostly(words, first):
         return first
     return None
+
+
+def second_looks(
+    words: list[list[Word]], langs: str, unmix: bool | None, reread: Callable[[Word, str], Word | None]
+) -> None:
+    """Words read in the wrong one of two languages, read again (`reread(word, lang)`) in the right
+    one, in place: a look-alike word of the second among the first's words ("TOMCK" on a Russian
+    page) in the first; a word of the first among the second's words, on a page mostly in the
+    second ("раде" for "page" on an English page read with `rus+eng`), and a word of the first its
+    word list does not know ("Ехсе]" for "Excel"), in the second where that reads a known word surely."""
+    first, _, rest = langs.partition("+")
+    second = rest.split("+")[0]
+    alone = mostly(words, first)
+    for line in words:
+        for i, word in enumerate(line):
+            if foreign_lookalike(line, i, first, alone, unmix):
+                again = reread(word, first)
+                # Noise read again is noise ("ea" -> "|}"): then the first read stays.
+                line[i] = again if again and letters(again) == letters(word) else word
+            elif second and (stray(line, i, first, second, alone) or unknown(word, first)):
+                again = reread(word, second)
+                if again and known_instead(again, word):
+                    line[i] = again
