@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from function.engines.tesseract_words import Word, mean_conf, text_line
+from function.engines.tesseract_words import Word, line_score, line_text, mean_conf
 
 # Sauvola (local) binarisation: the default global Otsu loses whole noisy, low-contrast pages
 # (measured: a damaged Russian page CER 1.0 with Otsu, 0.003 with Sauvola; see BENCHMARKS.md).
@@ -40,12 +40,12 @@ def thresholding_for(rgb: np.ndarray) -> int:
 
 def weight(words: list[list[Word]]) -> float:
     """Characters read, weighed by Tesseract's confidence in them (per line, as the lines score)."""
-    return sum(len(ln.text) * (ln.score or 0.0) for ln in map(text_line, words))
+    return sum(len(line_text(line)) * line_score(line) for line in words if line)
 
 
 def doubtful(words: list[list[Word]]) -> bool:
     """A page read that may have failed: (almost) no text, or text Tesseract itself doubts."""
-    chars = sum(len(ln.text) for ln in map(text_line, words))
+    chars = sum(len(line_text(line)) for line in words)
     return chars < DOUBTFUL_CHARS or weight(words) < DOUBTFUL_CONFIDENCE * chars
 
 

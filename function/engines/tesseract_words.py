@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from function.document import BBox, TextLine
+from function.engines.layout.geometry import union
 
 # Words Tesseract is less sure of are dropped. 10 dropped real words of hard print (measured on
 # the dev set: 18th-century Russian CER 0.209 with 10, 0.153 with 0, English unchanged); specks
@@ -99,8 +100,8 @@ def lookalike(word: Word, first_lang: str) -> bool:
     script = SCRIPT_OF_LANG.get(word.lang)
     if word.lang == first_lang or script is None or SCRIPT_OF_LANG.get(first_lang) in (None, script):
         return False
-    letters = [c for c in word.text if c.isalpha()]
-    return bool(letters) and all(c in LOOKALIKES[script] for c in letters)
+    alpha = [c for c in word.text if c.isalpha()]
+    return bool(alpha) and all(c in LOOKALIKES[script] for c in alpha)
 
 
 def in_context(line: list[Word], i: int, first_lang: str, alone: bool) -> bool:
@@ -108,8 +109,7 @@ def in_context(line: list[Word], i: int, first_lang: str, alone: bool) -> bool:
     with letters on either side is, and none is another's ("App" beside "Store" stays English).
     A word without such neighbours goes by `alone` (the page's or the crop's language)."""
     near = [
-        next((w.lang for w in side if any(c.isalpha() for c in w.text)), None)
-        for side in (reversed(line[:i]), line[i + 1 :])
+        next((w.lang for w in side if letters(w) > 0), None) for side in (reversed(line[:i]), line[i + 1 :])
     ]
     langs = {lang for lang in near if lang is not None}
     return langs == {first_lang} or (not langs and alone)
@@ -152,21 +152,23 @@ def letters(word: Word) -> int:
 
 def text_line(words: list[Word]) -> TextLine:
     """One line from its words: box union, mean confidence (0-1)."""
-    bbox = (
-        min(w.box[0] for w in words),
-        min(w.box[1] for w in words),
-        max(w.box[2] for w in words),
-        max(w.box[3] for w in words),
-    )
-    score = sum(w.conf for w in words) / len(words) / 100
     pieces = tuple(TextLine(w.text, w.box, round(w.conf / 100, 4)) for w in words)
-    return TextLine(" ".join(w.text for w in words), bbox, round(score, 4), pieces)
+    return TextLine(line_text(words), union([w.box for w in words]), line_score(words), pieces)
+
+
+def line_text(words: list[Word]) -> str:
+    return " ".join(w.text for w in words)
+
+
+def line_score(words: list[Word]) -> float:
+    """A line's score: its words' mean confidence, 0-1."""
+    return round(sum(w.conf for w in words) / len(words) / 100, 4)
 
 
 def mostly(lines: list[list[Word]], lang: str) -> bool:
     """Whether most of the words read hold letters read in `lang`: only then is a look-alike word
     more likely that language's (an English page read with `rus+eng` keeps its English)."""
-    langs = [w.lang for line in lines for w in line if any(c.isalpha() for c in w.text)]
+    langs = [w.lang for line in lines for w in line if letters(w) > 0]
     return bool(langs) and langs.count(lang) > len(langs) / 2
 
 

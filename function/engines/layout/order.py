@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from function.document import BBox, TextLine
-from function.engines.layout.geometry import box_height, union
+from function.engines.layout.geometry import box_height, union, x_overlap
 
 MIN_COLUMN_LINES = 3  # rows a side of a gutter needs to be read as a column of its own
 MIN_COLUMN_SHARE = 0.3  # of the block's width, for a column of running text
@@ -159,9 +159,8 @@ def _stacked(a: BBox, b: BBox) -> bool:
     """A box half again as tall as the other, sharing its width, lies below or above it, not beside
     it: a typed line with a pen stroke through it reaches up into the line above (022). Boxes of one
     height keep the rule by overlap alone (a table's cell read whole beside its row's lines)."""
-    overlap = min(a[2], b[2]) - max(a[0], b[0])
     heights = sorted((box_height(a), box_height(b)))
-    return overlap > 0.3 * min(a[2] - a[0], b[2] - b[0]) and heights[1] >= 1.5 * heights[0]
+    return x_overlap(a, b) > 0.3 * min(a[2] - a[0], b[2] - b[0]) and heights[1] >= 1.5 * heights[0]
 
 
 def lines_text(lines: Sequence[TextLine]) -> str:
